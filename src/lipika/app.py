@@ -1,0 +1,59 @@
+"""create_app(): the FastAPI application and the lifespan that owns every long-lived resource."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+
+from lipika import __version__, migrate
+from lipika.apikeys.endpoints import router as api_keys_router
+from lipika.auth.endpoints import router as auth_router
+from lipika.checkpoint import CheckpointDB
+from lipika.config import Settings
+from lipika.db import create_engine, create_sessionmaker
+from lipika.errors import install_error_handlers
+from lipika.health import router as health_router
+from lipika.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from lipika.redis import create_redis
+from lipika.workspaces.endpoints import router as workspaces_router
+
+log = structlog.get_logger()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        settings.signing_key  # noqa: B018  (create or read the embedded secret before serving)
+        if settings.embedded:
+            await asyncio.to_thread(migrate.upgrade, settings.app_db_url)
+        engine = create_engine(settings)
+        redis = create_redis(settings)
+        checkpoint_db = await CheckpointDB.open(settings)
+        log.info("started", env=settings.env, embedded=settings.embedded, redis=bool(settings.redis_url))
+        try:
+            yield {
+                "settings": settings,
+                "engine": engine,
+                "sessionmaker": create_sessionmaker(engine),
+                "redis": redis,
+                "checkpoint_db": checkpoint_db,
+            }
+        finally:
+            await checkpoint_db.close()
+            await redis.aclose()
+            await engine.dispose()
+
+    app = FastAPI(title="Lipika", version=__version__, lifespan=lifespan)
+    install_error_handlers(app)
+    for router in (health_router, auth_router, workspaces_router, api_keys_router):
+        app.include_router(router)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app

@@ -1,0 +1,103 @@
+"""Who is calling: every request resolves to (user, workspace, role) or is refused."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from lipika.auth.repository import AuthRepository, PrincipalRepository
+from lipika.auth.security import AccessClaims, decode_access_token, hash_secret
+from lipika.config import Settings
+from lipika.db import SessionDep, utcnow
+from lipika.errors import Forbidden, NotFound, Unauthorized
+from lipika.workspaces.models import Role, WorkspaceKind
+
+API_KEY_PREFIX = "lpk_"
+_API_KEY_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+def get_settings(request: Request) -> Settings:
+    return request.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: uuid.UUID
+    workspace_id: uuid.UUID
+    workspace_kind: WorkspaceKind
+    role: Role
+    session_id: uuid.UUID | None = None
+    api_key_id: uuid.UUID | None = None
+
+    def require(self, role: Role) -> None:
+        if not self.role.at_least(role):
+            raise Forbidden(f"this action needs the {role.value} role or higher", code="insufficient_role")
+
+    def require_login(self) -> AccessClaims:
+        """Account-level actions (create workspaces, answer invitations, log out) need a login."""
+        if self.session_id is None:
+            raise Forbidden("this action needs a user access token, not an API key", code="user_token_required")
+        return AccessClaims(self.user_id, self.session_id)
+
+
+def _bearer(authorization: str | None) -> str:
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing bearer credentials", code="missing_credentials")
+    return token.strip()
+
+
+async def _authenticate(
+    session: SessionDep, settings: Settings, authorization: str | None, workspace_id: uuid.UUID | None
+) -> Principal:
+    token = _bearer(authorization)
+    principals = PrincipalRepository(session)
+    if token.startswith(API_KEY_PREFIX):
+        found = await principals.by_api_key(hash_secret(token))
+        if found is None:
+            raise Unauthorized("invalid or revoked API key", code="invalid_api_key")
+        key, role, kind = found
+        if workspace_id is not None and workspace_id != key.workspace_id:
+            raise NotFound("workspace not found")
+        await principals.touch_api_key(key.id, utcnow(), _API_KEY_TOUCH_INTERVAL)
+        return Principal(key.user_id, key.workspace_id, kind, role, api_key_id=key.id)
+
+    claims = decode_access_token(token, key=settings.signing_key)
+    found_member = await principals.by_login(claims.user_id, claims.session_id, workspace_id)
+    if found_member is None:
+        if await AuthRepository(session).live_session(claims.session_id) is None:
+            raise Unauthorized("the session has been revoked", code="session_revoked")
+        raise NotFound("workspace not found")
+    ws_id, role, kind = found_member
+    return Principal(claims.user_id, ws_id, kind, role, session_id=claims.session_id)
+
+
+async def current_member(
+    session: SessionDep,
+    settings: SettingsDep,
+    authorization: Annotated[str | None, Header()] = None,
+    x_workspace_id: Annotated[uuid.UUID | None, Header()] = None,
+) -> Principal:
+    """The caller in the workspace of their API key, or the one `X-Workspace-Id` names."""
+    return await _authenticate(session, settings, authorization, x_workspace_id)
+
+
+async def path_member(
+    workspace_id: uuid.UUID,
+    session: SessionDep,
+    settings: SettingsDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Principal:
+    """The caller as a member of the workspace named in the path (404 if they are not one)."""
+    return await _authenticate(session, settings, authorization, workspace_id)
+
+
+CurrentMember = Annotated[Principal, Depends(current_member)]
+PathMember = Annotated[Principal, Depends(path_member)]

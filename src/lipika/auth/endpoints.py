@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel
+
+from lipika.auth.dependencies import CurrentMember, SettingsDep
+from lipika.auth.repository import AuthRepository
+from lipika.auth.schemas import (
+    AuthResponse,
+    LoginRequest,
+    LogoutRequest,
+    RefreshRequest,
+    SignupRequest,
+    TokenPair,
+    UserOut,
+)
+from lipika.auth.service import AuthService
+from lipika.db import SessionDep
+from lipika.workspaces.schemas import WorkspaceOut
+from lipika.workspaces.service import WorkspaceService
+
+router = APIRouter(tags=["auth"])
+
+
+@router.post("/v1/auth/signup", response_model=AuthResponse, status_code=status.HTTP_201_CREATED)
+async def signup(body: SignupRequest, session: SessionDep, settings: SettingsDep) -> AuthResponse:
+    """Creates the account and its personal workspace, and logs in."""
+    return await AuthService(session, settings).signup(body.email, body.password, body.name)
+
+
+@router.post("/v1/auth/login", response_model=AuthResponse)
+async def login(body: LoginRequest, session: SessionDep, settings: SettingsDep) -> AuthResponse:
+    return await AuthService(session, settings).login(body.email, body.password)
+
+
+@router.post("/v1/auth/refresh", response_model=TokenPair)
+async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> TokenPair:
+    """Trades a refresh token for a new pair; each refresh token works once."""
+    return await AuthService(session, settings).refresh(body.refresh_token)
+
+
+@router.post("/v1/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(
+    me: CurrentMember, session: SessionDep, settings: SettingsDep, body: LogoutRequest | None = None
+) -> None:
+    """Revokes this login (or every login, with `all_sessions`); its tokens stop working at once."""
+    claims = me.require_login()
+    all_sessions = body.all_sessions if body else False
+    await AuthService(session, settings).logout(claims, all_sessions=all_sessions)
+
+
+class MeOut(BaseModel):
+    user: UserOut
+    workspace: WorkspaceOut
+    workspaces: list[WorkspaceOut]
+    via: str
+
+
+@router.get("/v1/me", response_model=MeOut, tags=["auth"])
+async def me(me: CurrentMember, session: SessionDep) -> MeOut:
+    """The caller, the workspace this request acts in, and every workspace they belong to."""
+    user = await AuthRepository(session).user_by_id(me.user_id)
+    workspaces = WorkspaceService(session)
+    current = await workspaces.get(me)
+    return MeOut(
+        user=UserOut.model_validate(user),
+        workspace=current,
+        workspaces=[current] if me.api_key_id else await workspaces.list_for_user(me.user_id),
+        via="api_key" if me.api_key_id else "access_token",
+    )

@@ -1,0 +1,8 @@
+"""Every table, imported in one place so Alembic and tests see the whole metadata."""
+
+from lipika.apikeys.models import ApiKey
+from lipika.auth.models import AuthSession, RefreshToken, User
+from lipika.db import Base
+from lipika.workspaces.models import Invitation, Membership, Workspace
+
+__all__ = ["ApiKey", "AuthSession", "Base", "Invitation", "Membership", "RefreshToken", "User", "Workspace"]
