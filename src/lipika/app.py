@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,12 +14,17 @@ from fastapi import FastAPI
 from lipika import __version__, migrate
 from lipika.apikeys.endpoints import router as api_keys_router
 from lipika.auth.endpoints import router as auth_router
+from lipika.billing.endpoints import router as billing_router
+from lipika.billing.meter import build_meter
+from lipika.billing.tasks import Reconciler, reconcile_forever
+from lipika.chat.endpoints import router as chat_router
 from lipika.checkpoint import CheckpointDB
 from lipika.config import Settings
 from lipika.db import create_engine, create_sessionmaker
 from lipika.errors import install_error_handlers
 from lipika.health import router as health_router
 from lipika.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from lipika.providers.registry import build_registry
 from lipika.redis import create_redis
 from lipika.workspaces.endpoints import router as workspaces_router
 
@@ -34,25 +40,40 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.embedded:
             await asyncio.to_thread(migrate.upgrade, settings.app_db_url)
         engine = create_engine(settings)
+        sessionmaker = create_sessionmaker(engine)
         redis = create_redis(settings)
         checkpoint_db = await CheckpointDB.open(settings)
+        meter = build_meter(settings, engine)
+        providers = build_registry(settings)
+        reconciler = Reconciler(meter, sessionmaker)
+        loop = asyncio.create_task(
+            reconcile_forever(reconciler, redis, settings.reconcile_interval_seconds), name="reconcile"
+        )
         log.info("started", env=settings.env, embedded=settings.embedded, redis=bool(settings.redis_url))
         try:
             yield {
                 "settings": settings,
                 "engine": engine,
-                "sessionmaker": create_sessionmaker(engine),
+                "sessionmaker": sessionmaker,
                 "redis": redis,
                 "checkpoint_db": checkpoint_db,
+                "meter": meter,
+                "providers": providers,
+                "reconciler": reconciler,
             }
         finally:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+            await providers.aclose()
             await checkpoint_db.close()
             await redis.aclose()
             await engine.dispose()
 
     app = FastAPI(title="Lipika", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
-    for router in (health_router, auth_router, workspaces_router, api_keys_router):
+    routers = (health_router, auth_router, workspaces_router, api_keys_router, billing_router, chat_router)
+    for router in routers:
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware)

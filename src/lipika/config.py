@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = Field(15 * 60, ge=30)
     refresh_token_ttl_seconds: int = Field(30 * 24 * 3600, ge=60)
     max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    operator_emails: str = Field("", description="comma-separated emails of platform operators")
+    pricebook_path: Path | None = None
+    plans_path: Path | None = None
+    hold_ttl_seconds: int = Field(15 * 60, ge=60)
+    reconcile_interval_seconds: float = Field(30, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -58,6 +63,10 @@ class Settings(BaseSettings):
         return to_checkpoint_conninfo(
             self.checkpoint_database_url or f"sqlite:///{self.data_dir / 'checkpoints.db'}"
         )
+
+    @property
+    def operators(self) -> frozenset[str]:
+        return frozenset(e.strip().lower() for e in self.operator_emails.split(",") if e.strip())
 
     @property
     def embedded(self) -> bool:

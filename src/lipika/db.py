@@ -75,7 +75,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
         _make_sqlite_transactions_immediate(engine)
         return engine
     return create_async_engine(
-        url, pool_size=settings.db_pool_size, max_overflow=0, pool_timeout=30
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=0,
+        pool_timeout=30,
+        # Day boundaries (limits, usage by day) are UTC whatever the server's zone.
+        connect_args={"server_settings": {"timezone": "UTC"}},
     )
 
 

@@ -2,7 +2,22 @@
 
 from lipika.apikeys.models import ApiKey
 from lipika.auth.models import AuthSession, RefreshToken, User
+from lipika.billing.models import Hold, LedgerEntry, MemberCap, UsageCounter, Wallet
 from lipika.db import Base
 from lipika.workspaces.models import Invitation, Membership, Workspace
 
-__all__ = ["ApiKey", "AuthSession", "Base", "Invitation", "Membership", "RefreshToken", "User", "Workspace"]
+__all__ = [
+    "ApiKey",
+    "AuthSession",
+    "Base",
+    "Hold",
+    "Invitation",
+    "LedgerEntry",
+    "MemberCap",
+    "Membership",
+    "RefreshToken",
+    "UsageCounter",
+    "User",
+    "Wallet",
+    "Workspace",
+]

@@ -57,6 +57,16 @@ def _bearer(authorization: str | None) -> str:
 async def _authenticate(
     session: SessionDep, settings: Settings, authorization: str | None, workspace_id: uuid.UUID | None
 ) -> Principal:
+    """Resolves the caller, then ends its own unit of work (committing the API key's last-use
+    time), so no database connection stays checked out while the endpoint does slow work."""
+    principal = await _resolve(session, settings, authorization, workspace_id)
+    await session.commit()
+    return principal
+
+
+async def _resolve(
+    session: SessionDep, settings: Settings, authorization: str | None, workspace_id: uuid.UUID | None
+) -> Principal:
     token = _bearer(authorization)
     principals = PrincipalRepository(session)
     if token.startswith(API_KEY_PREFIX):

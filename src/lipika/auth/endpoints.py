@@ -15,6 +15,7 @@ from lipika.auth.schemas import (
     UserOut,
 )
 from lipika.auth.service import AuthService
+from lipika.billing.dependencies import BillingDep
 from lipika.db import SessionDep
 from lipika.workspaces.schemas import WorkspaceOut
 from lipika.workspaces.service import WorkspaceService
@@ -23,9 +24,13 @@ router = APIRouter(tags=["auth"])
 
 
 @router.post("/v1/auth/signup", response_model=AuthResponse, status_code=status.HTTP_201_CREATED)
-async def signup(body: SignupRequest, session: SessionDep, settings: SettingsDep) -> AuthResponse:
-    """Creates the account and its personal workspace, and logs in."""
-    return await AuthService(session, settings).signup(body.email, body.password, body.name)
+async def signup(
+    body: SignupRequest, session: SessionDep, settings: SettingsDep, billing: BillingDep
+) -> AuthResponse:
+    """Creates the account, its personal workspace (with the free plan's credits), and logs in."""
+    return await AuthService(session, settings).signup(
+        body.email, body.password, body.name, billing
+    )
 
 
 @router.post("/v1/auth/login", response_model=AuthResponse)

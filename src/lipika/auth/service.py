@@ -19,6 +19,7 @@ from lipika.auth.security import (
     new_secret,
     verify_password,
 )
+from lipika.billing.service import BillingService
 from lipika.config import Settings
 from lipika.db import utcnow
 from lipika.errors import Conflict, Unauthorized
@@ -43,7 +44,7 @@ class AuthService:
     def repo(self) -> AuthRepository:
         return AuthRepository(self.session)
 
-    async def signup(self, email: str, password: str, name: str) -> AuthResponse:
+    async def signup(self, email: str, password: str, name: str, billing: BillingService) -> AuthResponse:
         if await self.repo.user_by_email(email) is not None:
             raise Conflict("an account with this email already exists", code="email_taken")
         user = User(email=email, name=name, password_hash=await hash_password(password))
@@ -52,7 +53,8 @@ class AuthService:
         except IntegrityError:
             # Lost a race with a concurrent sign-up for the same email.
             raise Conflict("an account with this email already exists", code="email_taken") from None
-        await WorkspaceService(self.session).create_personal(user)
+        workspace = await WorkspaceService(self.session).create_personal(user)
+        await billing.open_wallet(workspace.id)
         return await self._open_session(user)
 
     async def login(self, email: str, password: str) -> AuthResponse:

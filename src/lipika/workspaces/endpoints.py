@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 
 from lipika.auth.dependencies import CurrentMember, PathMember
 from lipika.auth.repository import AuthRepository
+from lipika.billing.dependencies import BillingDep
 from lipika.db import SessionDep
 from lipika.kit.schemas import ListOf
 from lipika.workspaces.schemas import (
@@ -32,10 +33,14 @@ async def list_workspaces(me: CurrentMember, session: SessionDep) -> ListOf[Work
 
 
 @router.post("/v1/workspaces", response_model=WorkspaceOut, status_code=status.HTTP_201_CREATED)
-async def create_workspace(body: WorkspaceCreate, me: CurrentMember, session: SessionDep) -> WorkspaceOut:
-    """A team workspace; the caller becomes its owner."""
+async def create_workspace(
+    body: WorkspaceCreate, me: CurrentMember, session: SessionDep, billing: BillingDep
+) -> WorkspaceOut:
+    """A team workspace with its own wallet on the free plan; the caller becomes its owner."""
     me.require_login()
-    return await WorkspaceService(session).create_team(me.user_id, body.name)
+    workspace = await WorkspaceService(session).create_team(me.user_id, body.name)
+    await billing.open_wallet(workspace.id)
+    return workspace
 
 
 @router.get("/v1/workspaces/{workspace_id}", response_model=WorkspaceOut)

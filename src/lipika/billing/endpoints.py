@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, status
+
+from lipika.auth.dependencies import CurrentMember, PathMember, Principal, SettingsDep
+from lipika.auth.repository import AuthRepository
+from lipika.billing.dependencies import BillingDep
+from lipika.billing.models import EntryKind
+from lipika.billing.policy import CAPTURE_ABOVE_HOLD, POLICY
+from lipika.billing.schemas import (
+    BalanceOut,
+    ChargePolicyOut,
+    CreditAmount,
+    EntryOut,
+    EntryPosted,
+    LedgerPage,
+    MemberCapIn,
+    PolicyRow,
+    UsageOut,
+    UsageRow,
+)
+from lipika.billing.service import BillingService
+from lipika.config import Settings
+from lipika.db import SessionDep, utcnow
+from lipika.errors import BadRequest, Forbidden
+from lipika.kit.money import to_micro
+from lipika.workspaces.models import Role
+
+router = APIRouter(tags=["billing"])
+
+
+@router.get("/v1/billing/balance", response_model=BalanceOut)
+async def balance(me: CurrentMember, billing: BillingDep) -> BalanceOut:
+    """The workspace's balance, what is held for operations in flight, and what is available."""
+    return await _balance(billing, me.workspace_id)
+
+
+@router.get("/v1/billing/ledger", response_model=LedgerPage)
+async def ledger(
+    me: CurrentMember,
+    billing: BillingDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before: Annotated[int | None, Query(description="entry id; returns older entries")] = None,
+    kind: EntryKind | None = None,
+    model: str | None = None,
+    user_id: uuid.UUID | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> LedgerPage:
+    """Newest first. Members see their own usage; owners and admins see every entry."""
+    rows = await billing.repo.list_entries(
+        me.workspace_id,
+        limit=limit + 1,
+        before=before,
+        kind=kind,
+        model=model,
+        user_id=_visible_user(me, user_id),
+        since=since,
+        until=until,
+    )
+    page = [EntryOut.model_validate(row, from_attributes=True) for row in rows[:limit]]
+    has_more = len(rows) > limit
+    return LedgerPage(data=page, has_more=has_more, next_before=page[-1].id if has_more else None)
+
+
+@router.get("/v1/billing/usage", response_model=UsageOut)
+async def usage(
+    me: CurrentMember,
+    billing: BillingDep,
+    group_by: Literal["model", "member", "day"] = "model",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> UsageOut:
+    """Credits spent and requests made, grouped by model, member or UTC day (default: 30 days)."""
+    until = until or utcnow()
+    since = since or until - timedelta(days=30)
+    if since >= until:
+        raise BadRequest("`since` must be before `until`", code="invalid_period")
+    if not me.role.at_least(Role.ADMIN) and group_by == "member":
+        raise Forbidden("usage by member needs the admin role", code="insufficient_role")
+    rows = await billing.repo.usage_summary(
+        me.workspace_id, since, until, group_by, user_id=_visible_user(me, None)
+    )
+    data = [UsageRow(key=None if r.key is None else str(r.key), requests=r.requests, credits=r.credits or 0) for r in rows]
+    return UsageOut(group_by=group_by, since=since, until=until, data=data)
+
+
+@router.post("/v1/billing/grants", response_model=EntryPosted, status_code=status.HTTP_201_CREATED)
+async def grant(
+    body: CreditAmount, me: CurrentMember, billing: BillingDep, settings: SettingsDep, session: SessionDep
+) -> EntryPosted:
+    """Adds credits to the current workspace. Platform operators only (see README)."""
+    await _require_operator(me, settings, session)
+    amount = _positive_micro(body.amount)
+    return await _post(billing, me, EntryKind.GRANT, amount, body)
+
+
+@router.post("/v1/billing/adjustments", response_model=EntryPosted, status_code=status.HTTP_201_CREATED)
+async def adjust(
+    body: CreditAmount, me: CurrentMember, billing: BillingDep, settings: SettingsDep, session: SessionDep
+) -> EntryPosted:
+    """A signed correction; a negative one may not take the available balance below zero."""
+    await _require_operator(me, settings, session)
+    amount = _micro(body.amount)
+    if amount == 0:
+        raise BadRequest("an adjustment of zero changes nothing", code="invalid_amount")
+    return await _post(billing, me, EntryKind.ADJUSTMENT, amount, body)
+
+
+@router.put(
+    "/v1/workspaces/{workspace_id}/members/{user_id}/credit-cap", status_code=status.HTTP_204_NO_CONTENT
+)
+async def set_member_cap(user_id: uuid.UUID, body: MemberCapIn, me: PathMember, billing: BillingDep) -> None:
+    """Caps what one member may spend per calendar month in this workspace (owner/admin)."""
+    me.require(Role.ADMIN)
+    cap = None if body.monthly_credits is None else _micro(body.monthly_credits)
+    if cap is not None and cap < 0:
+        raise BadRequest("a cap cannot be negative", code="invalid_amount")
+    await billing.set_member_cap(me.workspace_id, user_id, cap)
+
+
+@router.get("/v1/billing/charge-policy", response_model=ChargePolicyOut)
+async def charge_policy() -> ChargePolicyOut:
+    """What each outcome of a paid operation costs. Public."""
+    return ChargePolicyOut(
+        rules=[PolicyRow(outcome=r.outcome, charge=r.charge, description=r.why) for r in POLICY.values()],
+        capture_above_hold=CAPTURE_ABOVE_HOLD,
+    )
+
+
+async def _balance(billing: BillingService, workspace_id: uuid.UUID) -> BalanceOut:
+    wallet = await billing.wallet(workspace_id)
+    return BalanceOut(
+        workspace_id=workspace_id,
+        plan=wallet.plan,
+        balance=wallet.balance,
+        held=wallet.held,
+        available=wallet.balance - wallet.held,
+    )
+
+
+async def _post(
+    billing: BillingService, me: Principal, kind: EntryKind, amount: int, body: CreditAmount
+) -> EntryPosted:
+    key = f"api:{me.workspace_id}:{body.idempotency_key or uuid.uuid4()}"
+    posted = await billing.post(me.workspace_id, kind, amount, key, reason=body.reason, user_id=me.user_id)
+    return EntryPosted(
+        entry=EntryOut.model_validate(posted.entry),
+        duplicate=posted.duplicate,
+        balance=await _balance(billing, me.workspace_id),
+    )
+
+
+async def _require_operator(me: Principal, settings: Settings, session: SessionDep) -> None:
+    """Minting credits is for the platform's operators, never for a workspace's own admins."""
+    me.require(Role.ADMIN)
+    user = await AuthRepository(session).user_by_id(me.user_id)
+    if user is None or user.email not in settings.operators:
+        raise Forbidden("only platform operators can grant or adjust credits", code="operator_only")
+
+
+def _visible_user(me: Principal, asked: uuid.UUID | None) -> uuid.UUID | None:
+    return asked if me.role.at_least(Role.ADMIN) else me.user_id
+
+
+def _micro(credits: Decimal) -> int:
+    try:
+        return to_micro(credits)
+    except ValueError as exc:
+        raise BadRequest(str(exc), code="invalid_amount") from None
+
+
+def _positive_micro(credits: Decimal) -> int:
+    amount = _micro(credits)
+    if amount <= 0:
+        raise BadRequest("a grant must be positive", code="invalid_amount")
+    return amount

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lipika.billing.models import EntryKind
+
+
+class BalanceOut(BaseModel):
+    workspace_id: uuid.UUID
+    plan: str
+    unit: Literal["micro_credits"] = "micro_credits"
+    balance: int
+    held: int
+    available: int
+
+
+class EntryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: EntryKind
+    amount: int
+    balance_after: int
+    created_at: datetime
+    reason: str
+    model: str | None
+    user_id: uuid.UUID | None
+    hold_id: uuid.UUID | None
+
+
+class LedgerPage(BaseModel):
+    object: Literal["list"] = "list"
+    unit: Literal["micro_credits"] = "micro_credits"
+    data: list[EntryOut]
+    has_more: bool
+    next_before: int | None = Field(description="pass as `before` to read the next (older) page")
+
+
+class UsageRow(BaseModel):
+    key: str | None
+    requests: int
+    credits: int
+
+
+class UsageOut(BaseModel):
+    group_by: str
+    since: datetime
+    until: datetime
+    unit: Literal["micro_credits"] = "micro_credits"
+    data: list[UsageRow]
+
+
+class CreditAmount(BaseModel):
+    amount: Decimal = Field(description="credits (not micro-credits); up to 6 decimal places")
+    reason: str = Field(min_length=3, max_length=500)
+    idempotency_key: str | None = Field(None, max_length=150)
+
+
+class EntryPosted(BaseModel):
+    entry: EntryOut
+    duplicate: bool = Field(description="true when this idempotency key had already been posted")
+    balance: BalanceOut
+
+
+class MemberCapIn(BaseModel):
+    monthly_credits: Decimal | None = Field(description="credits per calendar month; null removes the cap")
+
+
+class PolicyRow(BaseModel):
+    outcome: str
+    charge: str
+    description: str
+
+
+class ChargePolicyOut(BaseModel):
+    rules: list[PolicyRow]
+    capture_above_hold: str

@@ -1,0 +1,122 @@
+"""Billing rules outside the hot path: wallets, grants and adjustments, plans, reports, audit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lipika.billing.errors import InsufficientCredits, WalletMissing
+from lipika.billing.models import EntryKind, LedgerEntry, Wallet
+from lipika.billing.plans import DEFAULT_PLAN, PlanCatalogue
+from lipika.billing.repository import LedgerRepository
+from lipika.db import utcnow
+from lipika.errors import BadRequest, Conflict
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    entry: LedgerEntry
+    duplicate: bool
+
+
+@dataclass
+class BillingService:
+    session: AsyncSession
+    plans: PlanCatalogue
+
+    @property
+    def repo(self) -> LedgerRepository:
+        return LedgerRepository(self.session)
+
+    async def open_wallet(self, workspace_id: uuid.UUID, plan: str = DEFAULT_PLAN) -> None:
+        now = utcnow()
+        await self.repo.create_wallet(workspace_id, plan, now)
+        await self.grant_allowance(workspace_id, plan, now)
+
+    async def assign_plan(self, workspace_id: uuid.UUID, plan: str) -> None:
+        if self.plans.get(plan) is None:
+            raise BadRequest(f"no plan named {plan!r}", code="unknown_plan", plans=sorted(self.plans.plans))
+        if not await self.repo.set_plan(workspace_id, plan):
+            raise WalletMissing("this workspace has no wallet")
+        await self.grant_allowance(workspace_id, plan, utcnow())
+
+    async def grant_allowance(self, workspace_id: uuid.UUID, plan_name: str, now: datetime) -> None:
+        """The plan's monthly credits, at most once per plan and calendar month (the key says so)."""
+        plan = self.plans.get(plan_name)
+        period = now.strftime("%Y-%m")
+        if plan is not None and plan.monthly_credits > 0:
+            await self.post(
+                workspace_id,
+                EntryKind.GRANT,
+                plan.monthly_credits,
+                f"allowance:{workspace_id}:{plan.name}:{period}",
+                reason=f"{plan.label} plan, {period}",
+            )
+        await self.repo.mark_allowance(workspace_id, period)
+
+    async def post(
+        self,
+        workspace_id: uuid.UUID,
+        kind: EntryKind,
+        amount: int,
+        idempotency_key: str,
+        *,
+        reason: str,
+        user_id: uuid.UUID | None = None,
+    ) -> Posted:
+        """Appends one entry and moves the balance with it; the same key twice changes nothing.
+
+        A negative amount may not take the available balance (balance - held) below zero.
+        """
+        existing = await self.repo.entry_by_key(idempotency_key)
+        if existing is not None:
+            return self._replayed(existing, workspace_id, kind, amount)
+        balance = await self.repo.move(workspace_id, balance=amount, floor=amount < 0)
+        if balance is None:
+            state = await self.repo.wallet_state(workspace_id)
+            if state is None:
+                raise WalletMissing("this workspace has no wallet")
+            raise InsufficientCredits(-amount, state.available)
+        now = utcnow()
+        values = dict(
+            workspace_id=workspace_id,
+            kind=kind,
+            amount=amount,
+            balance_after=balance,
+            idempotency_key=idempotency_key,
+            user_id=user_id,
+            reason=reason,
+            created_at=now,
+        )
+        try:
+            entry_id = await self.repo.append_entry(**values)
+        except IntegrityError:
+            # A concurrent post with the same key won; this transaction must not stand.
+            raise Conflict("a concurrent request used this idempotency key", code="idempotency_conflict") from None
+        return Posted(LedgerEntry(id=entry_id, hold_id=None, model=None, **values), duplicate=False)
+
+    @staticmethod
+    def _replayed(existing: LedgerEntry, workspace_id: uuid.UUID, kind: EntryKind, amount: int) -> Posted:
+        if (existing.workspace_id, existing.kind, existing.amount) != (workspace_id, kind, amount):
+            raise Conflict(
+                "this idempotency key was already used for a different entry", code="idempotency_key_reused"
+            )
+        return Posted(existing, duplicate=True)
+
+    async def wallet(self, workspace_id: uuid.UUID) -> Wallet:
+        wallet = await self.repo.wallet(workspace_id)
+        if wallet is None:
+            raise WalletMissing("this workspace has no wallet")
+        return wallet
+
+    async def set_member_cap(self, workspace_id: uuid.UUID, user_id: uuid.UUID, cap: int | None) -> None:
+        await self.repo.set_member_cap(workspace_id, user_id, cap)
+
+    async def audit(self) -> tuple[int, Sequence]:
+        """(wallets checked, wallets whose cache disagrees with the ledger and the open holds)."""
+        return await self.repo.wallet_count(), await self.repo.drift()

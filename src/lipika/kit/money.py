@@ -1,0 +1,36 @@
+"""Credits are integers: 1 credit = 1,000,000 micro-credits. No float ever touches a balance."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+MICRO = 1_000_000
+
+
+def to_micro(credits: int | float | str | Decimal) -> int:
+    """Exact conversion of a credit amount (as written by a person) to micro-credits.
+
+    Floats are read through their shortest decimal repr (TOML's `7.5` is exactly 7.5 credits);
+    anything finer than one micro-credit is refused rather than rounded.
+    """
+    try:
+        value = Decimal(str(credits)) if not isinstance(credits, Decimal) else credits
+    except InvalidOperation:
+        raise ValueError(f"not a number: {credits!r}") from None
+    if not value.is_finite():
+        raise ValueError(f"not a finite amount: {credits!r}")
+    micro = value * MICRO
+    if micro != micro.to_integral_value():
+        raise ValueError(f"{credits!r} credits is finer than one micro-credit")
+    return int(micro)
+
+
+def format_credits(micro: int) -> str:
+    """Micro-credits as a decimal credit string, e.g. 1500000 -> '1.5'."""
+    sign = "-" if micro < 0 else ""
+    whole, frac = divmod(abs(micro), MICRO)
+    return f"{sign}{whole}" + (f".{frac:06d}".rstrip("0") if frac else "")
+
+
+def ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
