@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any, TypeVar
+
 import typer
 import uvicorn
 
 from lipika import migrate as migrations
 from lipika.config import Settings
+from lipika.errors import LipikaError
+from lipika.kit.money import format_credits, to_micro
 from lipika.logs import configure_logging
 
-cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Lipika backend.")
+T = TypeVar("T")
+
+cli = typer.Typer(
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="Lipika backend."
+)
+credits_cli = typer.Typer(no_args_is_help=True, help="Grant or adjust a workspace's credits.")
+plans_cli = typer.Typer(no_args_is_help=True, help="Put workspaces on plans.")
+ledger_cli = typer.Typer(no_args_is_help=True, help="Inspect the ledger.")
+cli.add_typer(credits_cli, name="credits")
+cli.add_typer(plans_cli, name="plans")
+cli.add_typer(ledger_cli, name="ledger")
+
+EmailOpt = typer.Option(None, "--email", help="The user whose personal workspace is meant.")
+WorkspaceOpt = typer.Option(None, "--workspace", help="A workspace id.")
 
 
 @cli.command()
@@ -20,18 +40,137 @@ def serve(
     """Start the API server (one Uvicorn worker; scale with more processes or pods)."""
     from lipika.app import create_app
 
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_json)
+    settings = _settings()
     uvicorn.run(create_app(settings), host=host, port=port, workers=1, log_config=None, access_log=False)
 
 
 @cli.command()
 def migrate(revision: str = typer.Argument("head", help="Target revision.")) -> None:
     """Apply database migrations to the app database (production runs this as its own step)."""
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_json)
+    settings = _settings()
     migrations.upgrade(settings.app_db_url, revision)
     typer.echo(f"app database migrated to {revision}")
+
+
+@credits_cli.command("grant")
+def credits_grant(
+    amount: Decimal = typer.Option(..., "--amount", help="Credits to add (not micro-credits)."),
+    reason: str = typer.Option("operator grant", "--reason"),
+    email: str | None = EmailOpt,
+    workspace: str | None = WorkspaceOpt,
+    idempotency_key: str | None = typer.Option(None, "--idempotency-key", help="Repeat-safe key."),
+) -> None:
+    """Add credits to a workspace."""
+    micro = _amount(amount)
+    if micro <= 0:
+        _fail("--amount must be positive")
+    _post("grant", micro, reason, email, workspace, idempotency_key)
+
+
+@credits_cli.command("adjust")
+def credits_adjust(
+    amount: Decimal = typer.Option(..., "--amount", help="Signed credits, e.g. -2.5."),
+    reason: str = typer.Option(..., "--reason", help="Why (kept on the ledger entry)."),
+    email: str | None = EmailOpt,
+    workspace: str | None = WorkspaceOpt,
+    idempotency_key: str | None = typer.Option(None, "--idempotency-key", help="Repeat-safe key."),
+) -> None:
+    """Correct a balance; a negative adjustment cannot take the available balance below zero."""
+    micro = _amount(amount)
+    if micro == 0:
+        _fail("--amount must not be zero")
+    _post("adjustment", micro, reason, email, workspace, idempotency_key)
+
+
+@plans_cli.command("assign")
+def plans_assign(
+    plan: str = typer.Option(..., "--plan"),
+    email: str | None = EmailOpt,
+    workspace: str | None = WorkspaceOpt,
+) -> None:
+    """Put a workspace on a plan (and grant that plan's monthly credits once this month)."""
+    _need_target(email, workspace)
+    workspace_id = _run(lambda op: op.assign_plan(plan, email=email, workspace=workspace))
+    typer.echo(f"workspace {workspace_id} is on the {plan} plan")
+
+
+@ledger_cli.command("audit")
+def ledger_audit() -> None:
+    """Prove balance == SUM(entries) and held == SUM(open holds) for every wallet; exit 1 on drift."""
+    checked, drift = _run(lambda op: op.audit())
+    for row in drift:
+        typer.echo(
+            f"DRIFT workspace={row.workspace_id} balance={row.balance} ledger={row.ledger_balance} "
+            f"held={row.held} open_holds={row.open_holds}",
+            err=True,
+        )
+    if drift:
+        typer.echo(f"{len(drift)} of {checked} wallets drifted", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"ok: {checked} wallets balance")
+
+
+@cli.command()
+def reconcile(once: bool = typer.Option(False, "--once", help="One pass, then exit.")) -> None:
+    """Release expired holds, grant monthly allowances, prune old counters."""
+    if not once:
+        _fail("only --once is offered here; the server runs the periodic loop itself")
+    report = _run(lambda op: op.reconcile())
+    typer.echo(
+        f"expired holds: {report.expired_holds}, allowances: {report.allowances}, "
+        f"pruned counters: {report.pruned_counters}"
+    )
+
+
+def _post(kind: str, micro: int, reason: str, email: str | None, workspace: str | None, key: str | None) -> None:
+    from lipika.billing.models import EntryKind
+
+    _need_target(email, workspace)
+    posted = _run(
+        lambda op: op.post(EntryKind(kind), micro, reason, email=email, workspace=workspace, key=key)
+    )
+    entry = posted.entry
+    note = " (already posted; nothing changed)" if posted.duplicate else ""
+    typer.echo(
+        f"{entry.kind} {format_credits(entry.amount)} credits to workspace {entry.workspace_id}; "
+        f"balance {format_credits(entry.balance_after)}{note}"
+    )
+
+
+def _run(action: Callable[[Any], Awaitable[T]]) -> T:
+    from lipika.billing.commands import Operator
+
+    async def main() -> T:
+        async with Operator.connect(_settings()) as operator:
+            return await action(operator)
+
+    try:
+        return asyncio.run(main())
+    except LipikaError as exc:
+        _fail(f"{exc.code}: {exc.message}")
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return settings
+
+
+def _amount(amount: Decimal) -> int:
+    try:
+        return to_micro(amount)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _need_target(email: str | None, workspace: str | None) -> None:
+    if bool(email) == bool(workspace):
+        _fail("give exactly one of --email or --workspace")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 def main() -> None:
