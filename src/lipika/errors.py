@@ -123,8 +123,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
+        # Rendered by Starlette's outermost middleware, outside our request-id middleware, so
+        # the id bound for this request's logs is added here.
         log.exception("unhandled_error", error=repr(exc))
+        request_id = structlog.contextvars.get_contextvars().get("request_id")
         return JSONResponse(
             error_body(type_="api_error", code="internal_error", message="internal server error"),
             status_code=500,
+            headers={"x-request-id": request_id} if request_id else None,
         )

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lipika.apikeys.models import ApiKey
@@ -20,6 +21,13 @@ class ApiKeyRepository:
     async def get(self, workspace_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey | None:
         return await self.session.scalar(
             select(ApiKey).where(ApiKey.id == key_id, ApiKey.workspace_id == workspace_id)
+        )
+
+    async def revoke_all(self, workspace_id: uuid.UUID, user_id: uuid.UUID, now: datetime) -> None:
+        await self.session.execute(
+            update(ApiKey)
+            .where(ApiKey.workspace_id == workspace_id, ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=now)
         )
 
     async def list(

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lipika.apikeys.repository import ApiKeyRepository
 from lipika.auth.dependencies import Principal
 from lipika.auth.models import User
 from lipika.db import utcnow
@@ -93,6 +94,8 @@ class WorkspaceService:
                 raise Forbidden("only an owner can remove an owner", code="insufficient_role")
             await self._keep_an_owner(actor.workspace_id)
         await self.repo.remove_member(actor.workspace_id, user_id)
+        # Their keys die with the membership; being invited back must not revive an old secret.
+        await ApiKeyRepository(self.session).revoke_all(actor.workspace_id, user_id, utcnow())
 
     async def invite(self, actor: Principal, email: str, role: Role) -> Invitation:
         actor.require(Role.ADMIN)
@@ -101,8 +104,13 @@ class WorkspaceService:
         if role is Role.OWNER and actor.role is not Role.OWNER:
             raise Forbidden("only an owner can invite an owner", code="insufficient_role")
         await self.repo.lock(actor.workspace_id)
-        if await self.repo.pending_invitation(actor.workspace_id, email) is not None:
+        pending = await self.repo.pending_invitation(actor.workspace_id, email)
+        if pending is not None and pending.expires_at > utcnow():
             raise Conflict("this email already has a pending invitation", code="invitation_exists")
+        if pending is not None:  # expired: closed, so the new one can take its place
+            pending.status = InvitationStatus.REVOKED
+            pending.responded_at = utcnow()
+            await self.session.flush()
         if any(user.email == email for _, user in await self.repo.members(actor.workspace_id)):
             raise Conflict("this person is already a member", code="already_member")
         invitation = Invitation(
