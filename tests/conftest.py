@@ -18,9 +18,13 @@ from lipika import migrate
 from lipika.app import create_app
 from lipika.config import Settings
 from lipika.db import Base, create_engine
+from lipika.logs import configure_logging
 from tests.fixtures.databases import REDIS_URL, PostgresDatabases, require_services
 
 BACKENDS = ["sqlite", "postgres"]
+
+# Logs as in production (JSON lines, plain tracebacks); only warnings and errors in test output.
+configure_logging("WARNING", json=True)
 
 
 @pytest.fixture(scope="session")

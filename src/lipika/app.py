@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
+            await meter.aclose()
             await providers.aclose()
             await checkpoint_db.close()
             await redis.aclose()

@@ -100,8 +100,8 @@ def ledger_audit() -> None:
     checked, drift = _run(lambda op: op.audit())
     for row in drift:
         typer.echo(
-            f"DRIFT workspace={row.workspace_id} balance={row.balance} ledger={row.ledger_balance} "
-            f"held={row.held} open_holds={row.open_holds}",
+            f"DRIFT workspace={row.workspace_id} balance={row.balance} ledger={int(row.ledger_balance)} "
+            f"held={row.held} open_holds={int(row.open_holds)}",
             err=True,
         )
     if drift:

@@ -35,7 +35,9 @@ class Operator:
             await asyncio.to_thread(migrate.upgrade, settings.app_db_url)
         engine = create_engine(settings)
         try:
-            yield cls(build_meter(settings, engine), create_sessionmaker(engine))
+            meter = build_meter(settings, engine)
+            yield cls(meter, create_sessionmaker(engine))
+            await meter.aclose()
         finally:
             await engine.dispose()
 

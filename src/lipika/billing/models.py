@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Enum, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Enum, ForeignKey, Index, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lipika.db import Base, CreatedAtMixin, IdMixin, utcnow
@@ -36,6 +36,10 @@ def _enum(cls: type[enum.Enum], name: str) -> Enum:
     return Enum(cls, name=name, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
 
 
+# Foreign-key columns name their type: the meter and the operator commands load these tables
+# without importing every model, and a type inherited from an unloaded table would be lost.
+
+
 class Wallet(Base):
     """The workspace's credit account. `balance` and `held` cache SUM(entries) and SUM(open holds),
     written in the same transaction as the entry or hold that changes them."""
@@ -47,7 +51,7 @@ class Wallet(Base):
     )
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("workspaces.id", ondelete="RESTRICT"), primary_key=True
+        Uuid, ForeignKey("workspaces.id", ondelete="RESTRICT"), primary_key=True
     )
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
     held: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -63,7 +67,7 @@ class LedgerEntry(CreatedAtMixin, Base):
     __table_args__ = (Index("ix_ledger_entries_workspace_seq", "workspace_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="RESTRICT"))
+    workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("workspaces.id", ondelete="RESTRICT"))
     kind: Mapped[EntryKind] = mapped_column(_enum(EntryKind, "entry_kind"))
     amount: Mapped[int] = mapped_column(BigInteger)
     balance_after: Mapped[int] = mapped_column(BigInteger)
@@ -83,7 +87,7 @@ class Hold(IdMixin, CreatedAtMixin, Base):
         CheckConstraint("amount >= 0", name="amount_not_negative"),
     )
 
-    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="RESTRICT"))
+    workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("workspaces.id", ondelete="RESTRICT"))
     user_id: Mapped[uuid.UUID | None]
     operation: Mapped[str] = mapped_column(String(50))
     model: Mapped[str] = mapped_column(String(100))
@@ -117,7 +121,7 @@ class MemberCap(Base):
     __tablename__ = "member_caps"
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+        Uuid, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
     )
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     monthly_credit_cap: Mapped[int] = mapped_column(BigInteger)

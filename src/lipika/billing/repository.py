@@ -242,6 +242,29 @@ class LedgerRepository:
                 update(counters).where(counters.c.key.in_(keys)).values(value=counters.c.value + delta)
             )
 
+    async def set_counter(self, key: str, day: str, value: int) -> None:
+        stmt = self._insert(counters).values(key=key, value=value, day=day)
+        await self.db.execute(stmt.on_conflict_do_update(index_elements=[counters.c.key], set_={"value": value}))
+
+    async def month_spend(self, workspace_id: uuid.UUID, user_id: uuid.UUID, since: datetime) -> int:
+        """A member's settled usage since `since`, plus what their open holds set aside."""
+        used = await self.db.scalar(
+            select(func.coalesce(func.sum(-entries.c.amount), 0)).where(
+                entries.c.workspace_id == workspace_id,
+                entries.c.user_id == user_id,
+                entries.c.kind == EntryKind.USAGE,
+                entries.c.created_at >= since,
+            )
+        )
+        held = await self.db.scalar(
+            select(func.coalesce(func.sum(holds.c.amount), 0)).where(
+                holds.c.workspace_id == workspace_id,
+                holds.c.user_id == user_id,
+                holds.c.status == HoldStatus.OPEN,
+            )
+        )
+        return int(used) + int(held)
+
     async def prune_counters(self, before_day: str) -> int:
         result = await self.db.execute(delete(counters).where(counters.c.day < before_day))
         return result.rowcount

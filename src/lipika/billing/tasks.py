@@ -84,7 +84,9 @@ async def reconcile_forever(reconciler: Reconciler, redis: Redis, interval: floa
     while True:
         try:
             lock = redis.lock(LOCK_NAME, timeout=max(60.0, interval * 4), blocking=False)
-            if await lock.acquire():
+            acquired = await lock.acquire()
+            _raise_if_cancelled()
+            if acquired:
                 try:
                     report = await reconciler.run_once()
                     if any((report.expired_holds, report.allowances, report.pruned_counters)):
@@ -97,3 +99,11 @@ async def reconcile_forever(reconciler: Reconciler, redis: Redis, interval: floa
         except Exception:  # noqa: BLE001 - the loop must outlive a bad pass
             log.exception("reconcile_failed")
         await asyncio.sleep(interval)
+
+
+def _raise_if_cancelled() -> None:
+    """Re-raises a cancellation that a library swallowed (fakeredis's lock uses asyncio.wait_for,
+    which on Python 3.11 can eat one), so the app's shutdown is never left waiting."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

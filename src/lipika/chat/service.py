@@ -33,6 +33,7 @@ class UpstreamFailed(LipikaError):
     def __init__(self, exc: ProviderError) -> None:
         super().__init__(str(exc) or "the model provider failed", code=exc.code)
         self.status_code = exc.status_code
+        self.outcome = exc.outcome  # the meter releases the hold under the provider's outcome
 
 
 async def complete(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 MICRO = 1_000_000
+# Far below BIGINT's 9.2e18 micro-credits, so no sum of sane entries can overflow a column.
+MAX_AMOUNT = 10**9 * MICRO  # one billion credits
 
 
 def to_micro(credits: int | float | str | Decimal) -> int:
@@ -22,6 +24,8 @@ def to_micro(credits: int | float | str | Decimal) -> int:
     micro = value * MICRO
     if micro != micro.to_integral_value():
         raise ValueError(f"{credits!r} credits is finer than one micro-credit")
+    if abs(micro) > MAX_AMOUNT:
+        raise ValueError(f"{credits!r} credits is more than one amount may move")
     return int(micro)
 
 

@@ -1,8 +1,8 @@
 """The local demo model: deterministic, free of any network, priced like a real model.
 
-Its usage scales with the request: input tokens are counted exactly, and it writes exactly
-`max_output_tokens` tokens when the caller sets a limit (otherwise a length that grows with
-the input), so tests and demos can predict every charge.
+Its usage scales with the request: input tokens are counted exactly (the same count as its
+estimate, so the hold's input part is exact), and it writes min(64 + input_tokens // 4,
+max_output_tokens) tokens, so tests and demos can predict every charge.
 """
 
 from __future__ import annotations
