@@ -47,9 +47,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         providers = build_registry(settings)
         reconciler = Reconciler(meter, sessionmaker)
         loop = asyncio.create_task(
-            reconcile_forever(reconciler, redis, settings.reconcile_interval_seconds), name="reconcile"
+            reconcile_forever(reconciler, redis, settings.reconcile_interval_seconds),
+            name="reconcile",
         )
-        log.info("started", env=settings.env, embedded=settings.embedded, redis=bool(settings.redis_url))
+        log.info(
+            "started", env=settings.env, embedded=settings.embedded, redis=bool(settings.redis_url)
+        )
         try:
             yield {
                 "settings": settings,
@@ -73,7 +76,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Lipika", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
-    routers = (health_router, auth_router, workspaces_router, api_keys_router, billing_router, chat_router)
+    routers = (
+        health_router,
+        auth_router,
+        workspaces_router,
+        api_keys_router,
+        billing_router,
+        chat_router,
+    )
     for router in routers:
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)

@@ -37,7 +37,11 @@ class CheckpointDB:
             conn = await aiosqlite.connect(path)
             await conn.execute("PRAGMA journal_mode=WAL")
             return cls(conn)
-        kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "prepare_threshold": 0,
+            "row_factory": dict_row,
+        }
         pool = AsyncConnectionPool(
             target, min_size=1, max_size=settings.checkpoint_pool_size, kwargs=kwargs, open=False
         )

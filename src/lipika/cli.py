@@ -19,7 +19,10 @@ from lipika.logs import configure_logging
 T = TypeVar("T")
 
 cli = typer.Typer(
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="Lipika backend."
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Lipika backend.",
 )
 credits_cli = typer.Typer(no_args_is_help=True, help="Grant or adjust a workspace's credits.")
 plans_cli = typer.Typer(no_args_is_help=True, help="Put workspaces on plans.")
@@ -41,7 +44,9 @@ def serve(
     from lipika.app import create_app
 
     settings = _settings()
-    uvicorn.run(create_app(settings), host=host, port=port, workers=1, log_config=None, access_log=False)
+    uvicorn.run(
+        create_app(settings), host=host, port=port, workers=1, log_config=None, access_log=False
+    )
 
 
 @cli.command()
@@ -122,12 +127,16 @@ def reconcile(once: bool = typer.Option(False, "--once", help="One pass, then ex
     )
 
 
-def _post(kind: str, micro: int, reason: str, email: str | None, workspace: str | None, key: str | None) -> None:
+def _post(
+    kind: str, micro: int, reason: str, email: str | None, workspace: str | None, key: str | None
+) -> None:
     from lipika.billing.models import EntryKind
 
     _need_target(email, workspace)
     posted = _run(
-        lambda op: op.post(EntryKind(kind), micro, reason, email=email, workspace=workspace, key=key)
+        lambda op: op.post(
+            EntryKind(kind), micro, reason, email=email, workspace=workspace, key=key
+        )
     )
     entry = posted.entry
     note = " (already posted; nothing changed)" if posted.duplicate else ""

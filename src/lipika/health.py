@@ -28,13 +28,21 @@ async def readyz(request: Request) -> JSONResponse:
         async with state.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
-    checks = {"database": app_db(), "checkpoint_database": state.checkpoint_db.ping(), "redis": state.redis.ping()}
+    checks = {
+        "database": app_db(),
+        "checkpoint_database": state.checkpoint_db.ping(),
+        "redis": state.redis.ping(),
+    }
     results = await asyncio.gather(
-        *(asyncio.wait_for(c, _PROBE_TIMEOUT_SECONDS) for c in checks.values()), return_exceptions=True
+        *(asyncio.wait_for(c, _PROBE_TIMEOUT_SECONDS) for c in checks.values()),
+        return_exceptions=True,
     )
     report = {
         name: "ok" if not isinstance(result, BaseException) else f"error: {type(result).__name__}"
         for name, result in zip(checks, results, strict=True)
     }
     ready = all(v == "ok" for v in report.values())
-    return JSONResponse({"status": "ok" if ready else "unavailable", "checks": report}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", "checks": report},
+        status_code=200 if ready else 503,
+    )

@@ -14,7 +14,9 @@ router = APIRouter(tags=["api keys"])
 
 
 @router.post("/v1/api-keys", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED)
-async def create_api_key(body: ApiKeyCreate, me: CurrentMember, session: SessionDep) -> ApiKeyCreated:
+async def create_api_key(
+    body: ApiKeyCreate, me: CurrentMember, session: SessionDep
+) -> ApiKeyCreated:
     """A new key for the current workspace. The secret is in this response and nowhere else.
 
     Needs a user login: a leaked key must not be able to mint keys that outlive its revocation.

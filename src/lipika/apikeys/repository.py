@@ -26,7 +26,11 @@ class ApiKeyRepository:
     async def revoke_all(self, workspace_id: uuid.UUID, user_id: uuid.UUID, now: datetime) -> None:
         await self.session.execute(
             update(ApiKey)
-            .where(ApiKey.workspace_id == workspace_id, ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+            .where(
+                ApiKey.workspace_id == workspace_id,
+                ApiKey.user_id == user_id,
+                ApiKey.revoked_at.is_(None),
+            )
             .values(revoked_at=now)
         )
 

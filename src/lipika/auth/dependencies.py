@@ -38,12 +38,16 @@ class Principal:
 
     def require(self, role: Role) -> None:
         if not self.role.at_least(role):
-            raise Forbidden(f"this action needs the {role.value} role or higher", code="insufficient_role")
+            raise Forbidden(
+                f"this action needs the {role.value} role or higher", code="insufficient_role"
+            )
 
     def require_login(self) -> AccessClaims:
         """Account-level actions (create workspaces, answer invitations, log out) need a login."""
         if self.session_id is None:
-            raise Forbidden("this action needs a user access token, not an API key", code="user_token_required")
+            raise Forbidden(
+                "this action needs a user access token, not an API key", code="user_token_required"
+            )
         return AccessClaims(self.user_id, self.session_id)
 
 
@@ -55,7 +59,10 @@ def _bearer(authorization: str | None) -> str:
 
 
 async def _authenticate(
-    session: SessionDep, settings: Settings, authorization: str | None, workspace_id: uuid.UUID | None
+    session: SessionDep,
+    settings: Settings,
+    authorization: str | None,
+    workspace_id: uuid.UUID | None,
 ) -> Principal:
     """Resolves the caller, then ends its own unit of work (committing the API key's last-use
     time), so no database connection stays checked out while the endpoint does slow work."""
@@ -65,7 +72,10 @@ async def _authenticate(
 
 
 async def _resolve(
-    session: SessionDep, settings: Settings, authorization: str | None, workspace_id: uuid.UUID | None
+    session: SessionDep,
+    settings: Settings,
+    authorization: str | None,
+    workspace_id: uuid.UUID | None,
 ) -> Principal:
     token = _bearer(authorization)
     principals = PrincipalRepository(session)

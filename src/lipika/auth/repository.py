@@ -43,7 +43,9 @@ class AuthRepository:
 
     async def live_session(self, session_id: uuid.UUID) -> AuthSession | None:
         return await self.session.scalar(
-            select(AuthSession).where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+            select(AuthSession).where(
+                AuthSession.id == session_id, AuthSession.revoked_at.is_(None)
+            )
         )
 
     async def revoke_session(self, session_id: uuid.UUID, now: datetime) -> None:

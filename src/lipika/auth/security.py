@@ -29,7 +29,9 @@ async def hash_password(password: str) -> str:
 async def verify_password(password: str, password_hash: str | None) -> bool:
     def verify() -> bool:
         try:
-            return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+            return (
+                _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+            )
         except (VerificationError, InvalidHashError):
             return False
 
@@ -51,9 +53,7 @@ class AccessClaims:
     session_id: uuid.UUID
 
 
-def encode_access_token(
-    claims: AccessClaims, *, key: str, now: datetime, ttl: timedelta
-) -> str:
+def encode_access_token(claims: AccessClaims, *, key: str, now: datetime, ttl: timedelta) -> str:
     payload = {
         "sub": str(claims.user_id),
         "sid": str(claims.session_id),

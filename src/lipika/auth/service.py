@@ -44,7 +44,9 @@ class AuthService:
     def repo(self) -> AuthRepository:
         return AuthRepository(self.session)
 
-    async def signup(self, email: str, password: str, name: str, billing: BillingService) -> AuthResponse:
+    async def signup(
+        self, email: str, password: str, name: str, billing: BillingService
+    ) -> AuthResponse:
         if await self.repo.user_by_email(email) is not None:
             raise Conflict("an account with this email already exists", code="email_taken")
         user = User(email=email, name=name, password_hash=await hash_password(password))
@@ -52,14 +54,19 @@ class AuthService:
             await self.repo.add(user)
         except IntegrityError:
             # Lost a race with a concurrent sign-up for the same email.
-            raise Conflict("an account with this email already exists", code="email_taken") from None
+            raise Conflict(
+                "an account with this email already exists", code="email_taken"
+            ) from None
         workspace = await WorkspaceService(self.session).create_personal(user)
         await billing.open_wallet(workspace.id)
         return await self._open_session(user)
 
     async def login(self, email: str, password: str) -> AuthResponse:
         user = await self.repo.user_by_email(email)
-        if not await verify_password(password, user.password_hash if user else None) or user is None:
+        if (
+            not await verify_password(password, user.password_hash if user else None)
+            or user is None
+        ):
             raise Unauthorized("email or password is incorrect", code="invalid_credentials")
         return await self._open_session(user)
 
@@ -95,7 +102,9 @@ class AuthService:
         refresh_token = new_secret(REFRESH_TOKEN_PREFIX)
         await self.repo.add(
             RefreshToken(
-                session_id=login.id, token_hash=hash_secret(refresh_token), expires_at=now + refresh_ttl
+                session_id=login.id,
+                token_hash=hash_secret(refresh_token),
+                expires_at=now + refresh_ttl,
             )
         )
         access = encode_access_token(

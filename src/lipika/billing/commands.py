@@ -41,7 +41,9 @@ class Operator:
         finally:
             await engine.dispose()
 
-    async def resolve_workspace(self, session: AsyncSession, *, email: str | None, workspace: str | None) -> uuid.UUID:
+    async def resolve_workspace(
+        self, session: AsyncSession, *, email: str | None, workspace: str | None
+    ) -> uuid.UUID:
         """`--workspace ID`, or `--email` for that user's personal workspace."""
         if workspace:
             try:
@@ -55,14 +57,24 @@ class Operator:
             select(Workspace.id)
             .join(Membership, Membership.workspace_id == Workspace.id)
             .join(User, User.id == Membership.user_id)
-            .where(User.email == (email or "").strip().lower(), Workspace.kind == WorkspaceKind.PERSONAL)
+            .where(
+                User.email == (email or "").strip().lower(),
+                Workspace.kind == WorkspaceKind.PERSONAL,
+            )
         )
         if found is None:
             raise NotFound(f"no user with email {email!r}")
         return found
 
     async def post(
-        self, kind: EntryKind, amount: int, reason: str, *, email: str | None, workspace: str | None, key: str | None
+        self,
+        kind: EntryKind,
+        amount: int,
+        reason: str,
+        *,
+        email: str | None,
+        workspace: str | None,
+        key: str | None,
     ) -> Posted:
         async with self.sessionmaker.begin() as session:
             workspace_id = await self.resolve_workspace(session, email=email, workspace=workspace)
@@ -71,7 +83,9 @@ class Operator:
                 workspace_id, kind, amount, f"cli:{key or uuid.uuid4()}", reason=reason
             )
 
-    async def assign_plan(self, plan: str, *, email: str | None, workspace: str | None) -> uuid.UUID:
+    async def assign_plan(
+        self, plan: str, *, email: str | None, workspace: str | None
+    ) -> uuid.UUID:
         async with self.sessionmaker.begin() as session:
             workspace_id = await self.resolve_workspace(session, email=email, workspace=workspace)
             await BillingService(session, self.meter.plans).assign_plan(workspace_id, plan)
@@ -84,6 +98,3 @@ class Operator:
 
     async def reconcile(self) -> ReconcileReport:
         return await Reconciler(self.meter, self.sessionmaker).run_once()
-
-
-

@@ -86,13 +86,22 @@ async def usage(
     rows = await billing.repo.usage_summary(
         me.workspace_id, since, until, group_by, user_id=_visible_user(me, None)
     )
-    data = [UsageRow(key=None if r.key is None else str(r.key), requests=r.requests, credits=r.credits or 0) for r in rows]
+    data = [
+        UsageRow(
+            key=None if r.key is None else str(r.key), requests=r.requests, credits=r.credits or 0
+        )
+        for r in rows
+    ]
     return UsageOut(group_by=group_by, since=since, until=until, data=data)
 
 
 @router.post("/v1/billing/grants", response_model=EntryPosted, status_code=status.HTTP_201_CREATED)
 async def grant(
-    body: CreditAmount, me: CurrentMember, billing: BillingDep, settings: SettingsDep, session: SessionDep
+    body: CreditAmount,
+    me: CurrentMember,
+    billing: BillingDep,
+    settings: SettingsDep,
+    session: SessionDep,
 ) -> EntryPosted:
     """Adds credits to the current workspace. Platform operators only (see README)."""
     await _require_operator(me, settings, session)
@@ -100,9 +109,15 @@ async def grant(
     return await _post(billing, me, EntryKind.GRANT, amount, body)
 
 
-@router.post("/v1/billing/adjustments", response_model=EntryPosted, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/v1/billing/adjustments", response_model=EntryPosted, status_code=status.HTTP_201_CREATED
+)
 async def adjust(
-    body: CreditAmount, me: CurrentMember, billing: BillingDep, settings: SettingsDep, session: SessionDep
+    body: CreditAmount,
+    me: CurrentMember,
+    billing: BillingDep,
+    settings: SettingsDep,
+    session: SessionDep,
 ) -> EntryPosted:
     """A signed correction; a negative one may not take the available balance below zero."""
     await _require_operator(me, settings, session)
@@ -113,9 +128,12 @@ async def adjust(
 
 
 @router.put(
-    "/v1/workspaces/{workspace_id}/members/{user_id}/credit-cap", status_code=status.HTTP_204_NO_CONTENT
+    "/v1/workspaces/{workspace_id}/members/{user_id}/credit-cap",
+    status_code=status.HTTP_204_NO_CONTENT,
 )
-async def set_member_cap(user_id: uuid.UUID, body: MemberCapIn, me: PathMember, billing: BillingDep) -> None:
+async def set_member_cap(
+    user_id: uuid.UUID, body: MemberCapIn, me: PathMember, billing: BillingDep
+) -> None:
     """Caps what one member may spend per calendar month in this workspace (owner/admin)."""
     me.require(Role.ADMIN)
     cap = None if body.monthly_credits is None else _micro(body.monthly_credits)
@@ -128,7 +146,10 @@ async def set_member_cap(user_id: uuid.UUID, body: MemberCapIn, me: PathMember, 
 async def charge_policy() -> ChargePolicyOut:
     """What each outcome of a paid operation costs. Public."""
     return ChargePolicyOut(
-        rules=[PolicyRow(outcome=r.outcome, charge=r.charge, description=r.why) for r in POLICY.values()],
+        rules=[
+            PolicyRow(outcome=r.outcome, charge=r.charge, description=r.why)
+            for r in POLICY.values()
+        ],
         capture_above_hold=CAPTURE_ABOVE_HOLD,
     )
 
@@ -148,7 +169,9 @@ async def _post(
     billing: BillingService, me: Principal, kind: EntryKind, amount: int, body: CreditAmount
 ) -> EntryPosted:
     key = f"api:{me.workspace_id}:{body.idempotency_key or uuid.uuid4()}"
-    posted = await billing.post(me.workspace_id, kind, amount, key, reason=body.reason, user_id=me.user_id)
+    posted = await billing.post(
+        me.workspace_id, kind, amount, key, reason=body.reason, user_id=me.user_id
+    )
     return EntryPosted(
         entry=EntryOut.model_validate(posted.entry),
         duplicate=posted.duplicate,

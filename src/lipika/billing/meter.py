@@ -128,7 +128,14 @@ class Meter:
             await self._admit_on_postgres(hold)
         else:
             await self._admit_portably(hold)
-        return Ticket(hold.id, workspace_id, hold.amount, priced.rates, self.price_book.version, hold.expires_at)
+        return Ticket(
+            hold.id,
+            workspace_id,
+            hold.amount,
+            priced.rates,
+            self.price_book.version,
+            hold.expires_at,
+        )
 
     async def _admit_on_postgres(self, hold: _NewHold) -> None:
         """`lipika_admit` in the server: every check and the hold, batched with concurrent ones."""
@@ -246,7 +253,9 @@ class Meter:
         day, month = hold.now.strftime("%Y-%m-%d"), hold.now.strftime("%Y-%m")
         ws, user = hold.workspace_id, hold.user_id
         taken: list[list[str]] = []
-        request_limit = plan.daily_request_limit(hold.model) if user and hold.metered_by_plan else None
+        request_limit = (
+            plan.daily_request_limit(hold.model) if user and hold.metered_by_plan else None
+        )
         if request_limit is not None:
             key = f"req:{ws}:{user}:{hold.model}:{day}"
             if not await repo.bump_counter(key, day, 1, request_limit):
@@ -331,7 +340,9 @@ class Meter:
             return await self._settle_on_postgres(["release", hold_id, status.value, outcome.value])
         async with self.engine.begin() as conn:
             repo = LedgerRepository(conn)
-            closed = await repo.close_hold(hold_id, status=status, now=now, captured=0, outcome=outcome.value)
+            closed = await repo.close_hold(
+                hold_id, status=status, now=now, captured=0, outcome=outcome.value
+            )
             if closed is None:
                 current = await repo.hold(hold_id)
                 if current is None:
@@ -350,7 +361,9 @@ class Meter:
 
     async def _settle_many(self, items: list[list[Any]]) -> list[list[Any]]:
         results = await self._call(
-            "SELECT lipika_settle_many($1::json, $2)", orjson.dumps(items, default=str).decode(), utcnow()
+            "SELECT lipika_settle_many($1::json, $2)",
+            orjson.dumps(items, default=str).decode(),
+            utcnow(),
         )
         # SQLAlchemy's asyncpg connections decode json results already.
         return orjson.loads(results) if isinstance(results, str) else results
@@ -387,7 +400,9 @@ class Meter:
                 return await self.release(hold_id, outcome)
 
     @asynccontextmanager
-    async def hold(self, workspace_id: uuid.UUID, user_id: uuid.UUID | None, **admission: Any) -> AsyncIterator[Metered]:
+    async def hold(
+        self, workspace_id: uuid.UUID, user_id: uuid.UUID | None, **admission: Any
+    ) -> AsyncIterator[Metered]:
         """Admits, yields a handle to settle with, and releases on any exception or if unsettled."""
         ticket = await self.admit(workspace_id, user_id, **admission)
         metered = Metered(self, ticket)
@@ -425,7 +440,9 @@ class _NewHold:
 
 
 def _duplicate() -> Conflict:
-    return Conflict("a request with this idempotency key was already made", code="duplicate_request")
+    return Conflict(
+        "a request with this idempotency key was already made", code="duplicate_request"
+    )
 
 
 def _no_hold() -> Conflict:
@@ -433,19 +450,27 @@ def _no_hold() -> Conflict:
 
 
 def _not_in_plan(plan: Plan, model: str) -> ModelNotInPlan:
-    return ModelNotInPlan(f"the {plan.label} plan does not include {model}", model=model, plan=plan.name)
+    return ModelNotInPlan(
+        f"the {plan.label} plan does not include {model}", model=model, plan=plan.name
+    )
 
 
 def _request_limit(limit: int | None, model: str) -> DailyRequestLimitReached:
-    return DailyRequestLimitReached(f"daily limit of {limit} requests to {model} reached", limit=limit, model=model)
+    return DailyRequestLimitReached(
+        f"daily limit of {limit} requests to {model} reached", limit=limit, model=model
+    )
 
 
 def _daily_cap(cap: int | None, needed: int) -> DailyCreditCapReached:
-    return DailyCreditCapReached("the workspace's daily credit cap is reached", cap=cap, needed=needed)
+    return DailyCreditCapReached(
+        "the workspace's daily credit cap is reached", cap=cap, needed=needed
+    )
 
 
 def _member_cap(cap: int, needed: int) -> MemberMonthlyCapReached:
-    return MemberMonthlyCapReached("your monthly credit cap in this workspace is reached", cap=cap, needed=needed)
+    return MemberMonthlyCapReached(
+        "your monthly credit cap in this workspace is reached", cap=cap, needed=needed
+    )
 
 
 @dataclass
@@ -462,7 +487,11 @@ class Metered:
         usage_so_far: Mapping[str, int] | None = None,
     ) -> Settlement:
         self.settlement = await self.meter.settle(
-            self.ticket.hold_id, outcome, usage=usage, usage_so_far=usage_so_far, rates=self.ticket.rates
+            self.ticket.hold_id,
+            outcome,
+            usage=usage,
+            usage_so_far=usage_so_far,
+            rates=self.ticket.rates,
         )
         return self.settlement
 

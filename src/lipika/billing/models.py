@@ -7,10 +7,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Enum, ForeignKey, Index, Integer, String, Uuid
+from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from lipika.db import Base, CreatedAtMixin, IdMixin, utcnow
+from lipika.db import Base, CreatedAtMixin, IdMixin, str_enum, utcnow
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -30,10 +30,6 @@ class HoldStatus(enum.StrEnum):
     CAPTURED = "captured"
     RELEASED = "released"
     EXPIRED = "expired"
-
-
-def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    return Enum(cls, name=name, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
 
 
 # Foreign-key columns name their type: the meter and the operator commands load these tables
@@ -56,7 +52,9 @@ class Wallet(Base):
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
     held: Mapped[int] = mapped_column(BigInteger, default=0)
     plan: Mapped[str] = mapped_column(String(50))
-    allowance_period: Mapped[str | None] = mapped_column(String(7))  # YYYY-MM of the last monthly grant
+    allowance_period: Mapped[str | None] = mapped_column(
+        String(7)
+    )  # YYYY-MM of the last monthly grant
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -67,8 +65,10 @@ class LedgerEntry(CreatedAtMixin, Base):
     __table_args__ = (Index("ix_ledger_entries_workspace_seq", "workspace_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("workspaces.id", ondelete="RESTRICT"))
-    kind: Mapped[EntryKind] = mapped_column(_enum(EntryKind, "entry_kind"))
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("workspaces.id", ondelete="RESTRICT")
+    )
+    kind: Mapped[EntryKind] = mapped_column(str_enum(EntryKind, "entry_kind"))
     amount: Mapped[int] = mapped_column(BigInteger)
     balance_after: Mapped[int] = mapped_column(BigInteger)
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
@@ -87,12 +87,16 @@ class Hold(IdMixin, CreatedAtMixin, Base):
         CheckConstraint("amount >= 0", name="amount_not_negative"),
     )
 
-    workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("workspaces.id", ondelete="RESTRICT"))
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("workspaces.id", ondelete="RESTRICT")
+    )
     user_id: Mapped[uuid.UUID | None]
     operation: Mapped[str] = mapped_column(String(50))
     model: Mapped[str] = mapped_column(String(100))
     amount: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[HoldStatus] = mapped_column(_enum(HoldStatus, "hold_status"), default=HoldStatus.OPEN)
+    status: Mapped[HoldStatus] = mapped_column(
+        str_enum(HoldStatus, "hold_status"), default=HoldStatus.OPEN
+    )
     price_version: Mapped[str] = mapped_column(String(50))
     rates: Mapped[dict[str, int]] = mapped_column(JSON)
     counters: Mapped[list[Any]] = mapped_column(JSON, default=list)
@@ -123,5 +127,7 @@ class MemberCap(Base):
     workspace_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
     )
-    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
     monthly_credit_cap: Mapped[int] = mapped_column(BigInteger)

@@ -53,7 +53,9 @@ class PlanCatalogue:
 
     @classmethod
     def parse(cls, data: Mapping[str, Any], price_book: PriceBook) -> PlanCatalogue:
-        plans = {name: _plan(name, spec, price_book) for name, spec in data.get("plans", {}).items()}
+        plans = {
+            name: _plan(name, spec, price_book) for name, spec in data.get("plans", {}).items()
+        }
         if DEFAULT_PLAN not in plans:
             raise PlanCatalogueError(f"the catalogue needs a {DEFAULT_PLAN!r} plan")
         return cls(plans)
@@ -67,11 +69,15 @@ def _plan(name: str, spec: Mapping[str, Any], price_book: PriceBook) -> Plan:
         models = frozenset(models_spec)
         unknown = {m for m in models if (p := price_book.get(m)) is None or p.kind != "model"}
         if unknown:
-            raise PlanCatalogueError(f"plan {name!r} names models the price book lacks: {sorted(unknown)}")
+            raise PlanCatalogueError(
+                f"plan {name!r} names models the price book lacks: {sorted(unknown)}"
+            )
     requests = dict(spec.get("daily_requests", {}))
     for model, limit in requests.items():
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-            raise PlanCatalogueError(f"plan {name!r}: daily_requests[{model!r}] must be a whole number")
+            raise PlanCatalogueError(
+                f"plan {name!r}: daily_requests[{model!r}] must be a whole number"
+            )
     try:
         monthly = to_micro(spec.get("monthly_credits", 0))
         cap = to_micro(spec["daily_credit_cap"]) if "daily_credit_cap" in spec else None

@@ -39,16 +39,50 @@ class Rule:
 POLICY: dict[Outcome, Rule] = {
     rule.outcome: rule
     for rule in (
-        Rule(Outcome.SUCCESS, Charge.REPORTED_USAGE, "The operation completed: the provider's reported usage, never more than the hold."),
-        Rule(Outcome.PROVIDER_ERROR_BEFORE_OUTPUT, Charge.NOTHING, "The provider failed before producing anything: free."),
-        Rule(Outcome.PROVIDER_ERROR_MID_OUTPUT, Charge.NOTHING, "The provider failed part-way: the partial answer is free, it was not the user's fault."),
-        Rule(Outcome.PROVIDER_TIMEOUT, Charge.NOTHING, "The provider did not answer in time: free."),
-        Rule(Outcome.CLIENT_DISCONNECT, Charge.USAGE_SO_FAR, "The client hung up mid-stream: the input and the tokens produced before the hang-up."),
-        Rule(Outcome.JOB_CANCELLED, Charge.NOTHING, "The user cancelled a job before it finished: nothing was delivered, nothing is charged."),
-        Rule(Outcome.JOB_FINISHED_AFTER_DEADLINE, Charge.NOTHING, "The provider finished after our deadline, when the job had already been reported failed: free."),
-        Rule(Outcome.REFUSED_BY_PROVIDER, Charge.NOTHING, "The provider rejected the request (bad request, content policy) before any output: free."),
+        Rule(
+            Outcome.SUCCESS,
+            Charge.REPORTED_USAGE,
+            "The operation completed: the provider's reported usage, never more than the hold.",
+        ),
+        Rule(
+            Outcome.PROVIDER_ERROR_BEFORE_OUTPUT,
+            Charge.NOTHING,
+            "The provider failed before producing anything: free.",
+        ),
+        Rule(
+            Outcome.PROVIDER_ERROR_MID_OUTPUT,
+            Charge.NOTHING,
+            "The provider failed part-way: the partial answer is free, it was not the user's fault.",
+        ),
+        Rule(
+            Outcome.PROVIDER_TIMEOUT, Charge.NOTHING, "The provider did not answer in time: free."
+        ),
+        Rule(
+            Outcome.CLIENT_DISCONNECT,
+            Charge.USAGE_SO_FAR,
+            "The client hung up mid-stream: the input and the tokens produced before the hang-up.",
+        ),
+        Rule(
+            Outcome.JOB_CANCELLED,
+            Charge.NOTHING,
+            "The user cancelled a job before it finished: nothing was delivered, nothing is charged.",
+        ),
+        Rule(
+            Outcome.JOB_FINISHED_AFTER_DEADLINE,
+            Charge.NOTHING,
+            "The provider finished after our deadline, when the job had already been reported failed: free.",
+        ),
+        Rule(
+            Outcome.REFUSED_BY_PROVIDER,
+            Charge.NOTHING,
+            "The provider rejected the request (bad request, content policy) before any output: free.",
+        ),
         Rule(Outcome.INTERNAL_ERROR, Charge.NOTHING, "Our own failure: free."),
-        Rule(Outcome.ABANDONED, Charge.NOTHING, "Never settled (the process died mid-operation): the expired hold is released by reconciliation, free."),
+        Rule(
+            Outcome.ABANDONED,
+            Charge.NOTHING,
+            "Never settled (the process died mid-operation): the expired hold is released by reconciliation, free.",
+        ),
     )
 }
 

@@ -104,10 +104,18 @@ class PriceBook:
 
 
 def _model_price(name: str, spec: Mapping[str, Any]) -> Price:
-    unknown = set(spec) - set(_MODEL_RATES) - {"provider", "label", "context_window", "max_output_tokens"}
+    unknown = (
+        set(spec) - set(_MODEL_RATES) - {"provider", "label", "context_window", "max_output_tokens"}
+    )
     if unknown:
         raise PriceBookError(f"model {name!r}: unknown fields {sorted(unknown)}")
-    missing = {"input_per_mtok", "output_per_mtok", "provider", "context_window", "max_output_tokens"} - set(spec)
+    missing = {
+        "input_per_mtok",
+        "output_per_mtok",
+        "provider",
+        "context_window",
+        "max_output_tokens",
+    } - set(spec)
     if missing:
         raise PriceBookError(f"model {name!r}: missing {sorted(missing)}")
     rates = {unit: _rate(name, key, spec[key]) for key, unit in _MODEL_RATES.items() if key in spec}
@@ -132,7 +140,9 @@ def _tool_price(name: str, spec: Mapping[str, Any]) -> Price:
         if key in ("kind", "label"):
             continue
         if key == "per_task" and isinstance(value, Mapping):
-            rates.update({f"tasks.{mode}": _rate(name, f"per_task.{mode}", v) for mode, v in value.items()})
+            rates.update(
+                {f"tasks.{mode}": _rate(name, f"per_task.{mode}", v) for mode, v in value.items()}
+            )
         elif key in _TOOL_RATES:
             rates[_TOOL_RATES[key]] = _rate(name, key, value)
         else:

@@ -16,7 +16,15 @@ from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from lipika.billing.models import EntryKind, Hold, HoldStatus, LedgerEntry, MemberCap, UsageCounter, Wallet
+from lipika.billing.models import (
+    EntryKind,
+    Hold,
+    HoldStatus,
+    LedgerEntry,
+    MemberCap,
+    UsageCounter,
+    Wallet,
+)
 
 wallets = Wallet.__table__
 entries = LedgerEntry.__table__
@@ -57,11 +65,15 @@ class LedgerRepository:
 
     async def create_wallet(self, workspace_id: uuid.UUID, plan: str, now: datetime) -> None:
         await self.db.execute(
-            insert(wallets).values(workspace_id=workspace_id, balance=0, held=0, plan=plan, created_at=now)
+            insert(wallets).values(
+                workspace_id=workspace_id, balance=0, held=0, plan=plan, created_at=now
+            )
         )
 
     async def wallet(self, workspace_id: uuid.UUID) -> Wallet | None:
-        row = (await self.db.execute(select(wallets).where(wallets.c.workspace_id == workspace_id))).one_or_none()
+        row = (
+            await self.db.execute(select(wallets).where(wallets.c.workspace_id == workspace_id))
+        ).one_or_none()
         return None if row is None else Wallet(**row._mapping)
 
     async def set_plan(self, workspace_id: uuid.UUID, plan: str) -> bool:
@@ -72,25 +84,34 @@ class LedgerRepository:
 
     async def mark_allowance(self, workspace_id: uuid.UUID, period: str) -> None:
         await self.db.execute(
-            update(wallets).where(wallets.c.workspace_id == workspace_id).values(allowance_period=period)
+            update(wallets)
+            .where(wallets.c.workspace_id == workspace_id)
+            .values(allowance_period=period)
         )
 
     async def wallets_without_allowance(self, period: str, limit: int) -> Sequence[Row[Any]]:
         return (
             await self.db.execute(
                 select(wallets.c.workspace_id, wallets.c.plan)
-                .where(or_(wallets.c.allowance_period.is_(None), wallets.c.allowance_period < period))
+                .where(
+                    or_(wallets.c.allowance_period.is_(None), wallets.c.allowance_period < period)
+                )
                 .limit(limit)
             )
         ).all()
 
-    async def admission_facts(self, workspace_id: uuid.UUID, user_id: uuid.UUID | None) -> AdmissionFacts | None:
+    async def admission_facts(
+        self, workspace_id: uuid.UUID, user_id: uuid.UUID | None
+    ) -> AdmissionFacts | None:
         row = (
             await self.db.execute(
                 select(wallets.c.plan, caps.c.monthly_credit_cap)
                 .select_from(
                     wallets.outerjoin(
-                        caps, and_(caps.c.workspace_id == wallets.c.workspace_id, caps.c.user_id == user_id)
+                        caps,
+                        and_(
+                            caps.c.workspace_id == wallets.c.workspace_id, caps.c.user_id == user_id
+                        ),
                     )
                 )
                 .where(wallets.c.workspace_id == workspace_id)
@@ -102,26 +123,34 @@ class LedgerRepository:
         """The one atomic conditional write of admission: hold `amount` if it is available."""
         result = await self.db.execute(
             update(wallets)
-            .where(wallets.c.workspace_id == workspace_id, wallets.c.balance - wallets.c.held >= amount)
+            .where(
+                wallets.c.workspace_id == workspace_id, wallets.c.balance - wallets.c.held >= amount
+            )
             .values(held=wallets.c.held + amount)
         )
         return result.rowcount == 1
 
-    async def move(self, workspace_id: uuid.UUID, *, balance: int = 0, held: int = 0, floor: bool = False) -> int | None:
+    async def move(
+        self, workspace_id: uuid.UUID, *, balance: int = 0, held: int = 0, floor: bool = False
+    ) -> int | None:
         """Adds to balance and held; returns the new balance. With `floor`, refuses (None)
         a change that would take the available balance below zero."""
         stmt = update(wallets).where(wallets.c.workspace_id == workspace_id)
         if floor:
             stmt = stmt.where(wallets.c.balance + balance - wallets.c.held - held >= 0)
         result = await self.db.execute(
-            stmt.values(balance=wallets.c.balance + balance, held=wallets.c.held + held).returning(wallets.c.balance)
+            stmt.values(balance=wallets.c.balance + balance, held=wallets.c.held + held).returning(
+                wallets.c.balance
+            )
         )
         return result.scalar_one_or_none()
 
     async def wallet_state(self, workspace_id: uuid.UUID) -> WalletState | None:
         row = (
             await self.db.execute(
-                select(wallets.c.balance, wallets.c.held).where(wallets.c.workspace_id == workspace_id)
+                select(wallets.c.balance, wallets.c.held).where(
+                    wallets.c.workspace_id == workspace_id
+                )
             )
         ).one_or_none()
         return None if row is None else WalletState(row.balance, row.held)
@@ -130,7 +159,9 @@ class LedgerRepository:
 
     async def entry_by_key(self, idempotency_key: str) -> LedgerEntry | None:
         row = (
-            await self.db.execute(select(entries).where(entries.c.idempotency_key == idempotency_key))
+            await self.db.execute(
+                select(entries).where(entries.c.idempotency_key == idempotency_key)
+            )
         ).one_or_none()
         return None if row is None else LedgerEntry(**row._mapping)
 
@@ -151,7 +182,11 @@ class LedgerRepository:
         until: datetime | None,
     ) -> Sequence[Row[Any]]:
         query = select(entries).where(entries.c.workspace_id == workspace_id)
-        for column, value in ((entries.c.kind, kind), (entries.c.model, model), (entries.c.user_id, user_id)):
+        for column, value in (
+            (entries.c.kind, kind),
+            (entries.c.model, model),
+            (entries.c.user_id, user_id),
+        ):
             if value is not None:
                 query = query.where(column == value)
         if before is not None:
@@ -178,7 +213,9 @@ class LedgerRepository:
             "day": func.date(entries.c.created_at),
         }[group_by]
         query = select(
-            key.label("key"), func.count().label("requests"), func.sum(-entries.c.amount).label("credits")
+            key.label("key"),
+            func.count().label("requests"),
+            func.sum(-entries.c.amount).label("credits"),
         ).where(
             entries.c.workspace_id == workspace_id,
             entries.c.kind == EntryKind.USAGE,
@@ -207,20 +244,29 @@ class LedgerRepository:
             .where(holds.c.id == hold_id, holds.c.status == HoldStatus.OPEN)
             .values(status=status, settled_at=now, **values)
             .returning(
-                holds.c.workspace_id, holds.c.user_id, holds.c.model, holds.c.amount, holds.c.rates, holds.c.counters
+                holds.c.workspace_id,
+                holds.c.user_id,
+                holds.c.model,
+                holds.c.amount,
+                holds.c.rates,
+                holds.c.counters,
             )
         )
         return result.one_or_none()
 
     async def overdue_holds(self, now: datetime, limit: int) -> Sequence[uuid.UUID]:
         return (
-            await self.db.execute(
-                select(holds.c.id)
-                .where(holds.c.status == HoldStatus.OPEN, holds.c.expires_at < now)
-                .order_by(holds.c.expires_at)
-                .limit(limit)
+            (
+                await self.db.execute(
+                    select(holds.c.id)
+                    .where(holds.c.status == HoldStatus.OPEN, holds.c.expires_at < now)
+                    .order_by(holds.c.expires_at)
+                    .limit(limit)
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
 
     # -- limit counters --------------------------------------------------------------------
 
@@ -239,14 +285,20 @@ class LedgerRepository:
     async def add_to_counters(self, keys: Sequence[str], delta: int) -> None:
         if keys and delta:
             await self.db.execute(
-                update(counters).where(counters.c.key.in_(keys)).values(value=counters.c.value + delta)
+                update(counters)
+                .where(counters.c.key.in_(keys))
+                .values(value=counters.c.value + delta)
             )
 
     async def set_counter(self, key: str, day: str, value: int) -> None:
         stmt = self._insert(counters).values(key=key, value=value, day=day)
-        await self.db.execute(stmt.on_conflict_do_update(index_elements=[counters.c.key], set_={"value": value}))
+        await self.db.execute(
+            stmt.on_conflict_do_update(index_elements=[counters.c.key], set_={"value": value})
+        )
 
-    async def month_spend(self, workspace_id: uuid.UUID, user_id: uuid.UUID, since: datetime) -> int:
+    async def month_spend(
+        self, workspace_id: uuid.UUID, user_id: uuid.UUID, since: datetime
+    ) -> int:
         """A member's settled usage since `since`, plus what their open holds set aside."""
         used = await self.db.scalar(
             select(func.coalesce(func.sum(-entries.c.amount), 0)).where(
@@ -269,10 +321,18 @@ class LedgerRepository:
         result = await self.db.execute(delete(counters).where(counters.c.day < before_day))
         return result.rowcount
 
-    async def set_member_cap(self, workspace_id: uuid.UUID, user_id: uuid.UUID, cap: int | None) -> None:
-        await self.db.execute(delete(caps).where(caps.c.workspace_id == workspace_id, caps.c.user_id == user_id))
+    async def set_member_cap(
+        self, workspace_id: uuid.UUID, user_id: uuid.UUID, cap: int | None
+    ) -> None:
+        await self.db.execute(
+            delete(caps).where(caps.c.workspace_id == workspace_id, caps.c.user_id == user_id)
+        )
         if cap is not None:
-            await self.db.execute(insert(caps).values(workspace_id=workspace_id, user_id=user_id, monthly_credit_cap=cap))
+            await self.db.execute(
+                insert(caps).values(
+                    workspace_id=workspace_id, user_id=user_id, monthly_credit_cap=cap
+                )
+            )
 
     # -- audit -----------------------------------------------------------------------------
 
@@ -285,7 +345,9 @@ class LedgerRepository:
         )
         open_sum = (
             select(func.coalesce(func.sum(holds.c.amount), 0))
-            .where(holds.c.workspace_id == wallets.c.workspace_id, holds.c.status == HoldStatus.OPEN)
+            .where(
+                holds.c.workspace_id == wallets.c.workspace_id, holds.c.status == HoldStatus.OPEN
+            )
             .scalar_subquery()
         )
         return (
@@ -297,7 +359,11 @@ class LedgerRepository:
                     wallets.c.held,
                     open_sum.label("open_holds"),
                 ).where(
-                    or_(wallets.c.balance != entry_sum, wallets.c.held != open_sum, wallets.c.balance < wallets.c.held)
+                    or_(
+                        wallets.c.balance != entry_sum,
+                        wallets.c.held != open_sum,
+                        wallets.c.balance < wallets.c.held,
+                    )
                 )
             )
         ).all()

@@ -68,7 +68,9 @@ class EntryPosted(BaseModel):
 
 
 class MemberCapIn(BaseModel):
-    monthly_credits: Decimal | None = Field(description="credits per calendar month; null removes the cap")
+    monthly_credits: Decimal | None = Field(
+        description="credits per calendar month; null removes the cap"
+    )
 
 
 class PolicyRow(BaseModel):

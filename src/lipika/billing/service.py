@@ -40,7 +40,9 @@ class BillingService:
 
     async def assign_plan(self, workspace_id: uuid.UUID, plan: str) -> None:
         if self.plans.get(plan) is None:
-            raise BadRequest(f"no plan named {plan!r}", code="unknown_plan", plans=sorted(self.plans.plans))
+            raise BadRequest(
+                f"no plan named {plan!r}", code="unknown_plan", plans=sorted(self.plans.plans)
+            )
         if not await self.repo.set_plan(workspace_id, plan):
             raise WalletMissing("this workspace has no wallet")
         await self.grant_allowance(workspace_id, plan, utcnow())
@@ -97,14 +99,19 @@ class BillingService:
             entry_id = await self.repo.append_entry(**values)
         except IntegrityError:
             # A concurrent post with the same key won; this transaction must not stand.
-            raise Conflict("a concurrent request used this idempotency key", code="idempotency_conflict") from None
+            raise Conflict(
+                "a concurrent request used this idempotency key", code="idempotency_conflict"
+            ) from None
         return Posted(LedgerEntry(id=entry_id, hold_id=None, model=None, **values), duplicate=False)
 
     @staticmethod
-    def _replayed(existing: LedgerEntry, workspace_id: uuid.UUID, kind: EntryKind, amount: int) -> Posted:
+    def _replayed(
+        existing: LedgerEntry, workspace_id: uuid.UUID, kind: EntryKind, amount: int
+    ) -> Posted:
         if (existing.workspace_id, existing.kind, existing.amount) != (workspace_id, kind, amount):
             raise Conflict(
-                "this idempotency key was already used for a different entry", code="idempotency_key_reused"
+                "this idempotency key was already used for a different entry",
+                code="idempotency_key_reused",
             )
         return Posted(existing, duplicate=True)
 
@@ -114,7 +121,9 @@ class BillingService:
             raise WalletMissing("this workspace has no wallet")
         return wallet
 
-    async def set_member_cap(self, workspace_id: uuid.UUID, user_id: uuid.UUID, cap: int | None) -> None:
+    async def set_member_cap(
+        self, workspace_id: uuid.UUID, user_id: uuid.UUID, cap: int | None
+    ) -> None:
         """Sets (or, with None, removes) a member's monthly cap.
 
         The month's counter only runs while a cap is set, so setting one seeds it with what the

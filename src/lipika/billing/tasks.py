@@ -56,7 +56,9 @@ class Reconciler:
             async with self.meter.engine.connect() as conn:
                 overdue = await LedgerRepository(conn).overdue_holds(now, BATCH)
             for hold_id in overdue:
-                settlement = await self.meter.release(hold_id, Outcome.ABANDONED, status=HoldStatus.EXPIRED)
+                settlement = await self.meter.release(
+                    hold_id, Outcome.ABANDONED, status=HoldStatus.EXPIRED
+                )
                 expired += not settlement.already_settled
             if len(overdue) < BATCH:
                 return expired
@@ -76,7 +78,9 @@ class Reconciler:
 
     async def prune_counters(self, now: datetime) -> int:
         async with self.sessionmaker.begin() as session:
-            return await LedgerRepository(session).prune_counters((now - COUNTER_RETENTION).strftime("%Y-%m-%d"))
+            return await LedgerRepository(session).prune_counters(
+                (now - COUNTER_RETENTION).strftime("%Y-%m-%d")
+            )
 
 
 async def reconcile_forever(reconciler: Reconciler, redis: Redis, interval: float) -> None:

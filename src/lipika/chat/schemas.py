@@ -45,7 +45,11 @@ class ChatCompletionRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_limit(self) -> ChatCompletionRequest:
-        if self.max_tokens and self.max_completion_tokens and self.max_tokens != self.max_completion_tokens:
+        if (
+            self.max_tokens
+            and self.max_completion_tokens
+            and self.max_tokens != self.max_completion_tokens
+        ):
             raise ValueError("max_tokens and max_completion_tokens disagree; send one")
         return self
 
@@ -76,7 +80,9 @@ class CompletionUsage(BaseModel):
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails
     credits_charged: int = Field(description="micro-credits charged for this completion")
-    balance_after: int | None = Field(description="the workspace balance after the charge, micro-credits")
+    balance_after: int | None = Field(
+        description="the workspace balance after the charge, micro-credits"
+    )
 
 
 class ChatCompletion(BaseModel):

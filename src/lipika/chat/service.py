@@ -44,7 +44,9 @@ async def complete(
     idempotency_key: str | None,
 ) -> ChatCompletion:
     if body.stream:
-        raise BadRequest("streaming is not served yet; send stream=false", code="stream_unsupported")
+        raise BadRequest(
+            "streaming is not served yet; send stream=false", code="stream_unsupported"
+        )
     price = meter.price_book.get(body.model)
     if price is None or price.kind != "model":
         raise NotFound(f"model {body.model!r} does not exist", code="model_not_found")
@@ -78,7 +80,11 @@ async def complete(
         id=f"chatcmpl-{uuid.uuid4().hex}",
         created=int(time.time()),
         model=body.model,
-        choices=[Choice(message=AssistantMessage(content=result.text), finish_reason=result.finish_reason)],
+        choices=[
+            Choice(
+                message=AssistantMessage(content=result.text), finish_reason=result.finish_reason
+            )
+        ],
         usage=CompletionUsage(
             prompt_tokens=usage.input_tokens,
             completion_tokens=usage.output_tokens,

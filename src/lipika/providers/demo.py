@@ -43,7 +43,9 @@ class DemoProvider(ChatProvider):
         input_tokens = self.estimate_input_tokens(request)
         seed = hashlib.sha256("\n".join(m.content for m in request.messages).encode()).digest()
         length = self.reply_length(request, input_tokens)
-        return [_VOCABULARY[seed[i % len(seed)] * (i + 1) % len(_VOCABULARY)] for i in range(length)]
+        return [
+            _VOCABULARY[seed[i % len(seed)] * (i + 1) % len(_VOCABULARY)] for i in range(length)
+        ]
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         words = self.reply_words(request)

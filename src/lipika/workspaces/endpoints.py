@@ -3,8 +3,9 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from lipika.auth.dependencies import CurrentMember, PathMember
+from lipika.auth.dependencies import CurrentMember, PathMember, Principal
 from lipika.auth.repository import AuthRepository
 from lipika.billing.dependencies import BillingDep
 from lipika.db import SessionDep
@@ -49,7 +50,9 @@ async def get_workspace(me: PathMember, session: SessionDep) -> WorkspaceOut:
 
 
 @router.patch("/v1/workspaces/{workspace_id}", response_model=WorkspaceOut)
-async def update_workspace(body: WorkspaceUpdate, me: PathMember, session: SessionDep) -> WorkspaceOut:
+async def update_workspace(
+    body: WorkspaceUpdate, me: PathMember, session: SessionDep
+) -> WorkspaceOut:
     return await WorkspaceService(session).rename(me, body.name)
 
 
@@ -111,19 +114,21 @@ async def my_invitations(me: CurrentMember, session: SessionDep) -> ListOf[Recei
 async def accept_invitation(
     invitation_id: uuid.UUID, me: CurrentMember, session: SessionDep
 ) -> InvitationOut:
-    me.require_login()
-    user = await AuthRepository(session).user_by_id(me.user_id)
-    return InvitationOut.model_validate(
-        await WorkspaceService(session).respond(user, invitation_id, accept=True)
-    )
+    return await _respond(invitation_id, me, session, accept=True)
 
 
 @router.post("/v1/invitations/{invitation_id}/decline", response_model=InvitationOut)
 async def decline_invitation(
     invitation_id: uuid.UUID, me: CurrentMember, session: SessionDep
 ) -> InvitationOut:
+    return await _respond(invitation_id, me, session, accept=False)
+
+
+async def _respond(
+    invitation_id: uuid.UUID, me: Principal, session: AsyncSession, *, accept: bool
+) -> InvitationOut:
     me.require_login()
     user = await AuthRepository(session).user_by_id(me.user_id)
     return InvitationOut.model_validate(
-        await WorkspaceService(session).respond(user, invitation_id, accept=False)
+        await WorkspaceService(session).respond(user, invitation_id, accept=accept)
     )

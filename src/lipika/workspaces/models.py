@@ -4,10 +4,10 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, String, text
+from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from lipika.db import Base, CreatedAtMixin, IdMixin
+from lipika.db import Base, CreatedAtMixin, IdMixin, str_enum
 
 
 class Role(enum.StrEnum):
@@ -35,16 +35,11 @@ class InvitationStatus(enum.StrEnum):
     REVOKED = "revoked"
 
 
-def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    # Stored as plain strings with a CHECK constraint: portable across PostgreSQL and SQLite.
-    return Enum(cls, name=name, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
-
-
 class Workspace(IdMixin, CreatedAtMixin, Base):
     __tablename__ = "workspaces"
 
     name: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[WorkspaceKind] = mapped_column(_enum(WorkspaceKind, "workspace_kind"))
+    kind: Mapped[WorkspaceKind] = mapped_column(str_enum(WorkspaceKind, "workspace_kind"))
 
 
 class Membership(CreatedAtMixin, Base):
@@ -60,7 +55,7 @@ class Membership(CreatedAtMixin, Base):
     user_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
-    role: Mapped[Role] = mapped_column(_enum(Role, "member_role"))
+    role: Mapped[Role] = mapped_column(str_enum(Role, "member_role"))
 
 
 class Invitation(IdMixin, CreatedAtMixin, Base):
@@ -79,10 +74,12 @@ class Invitation(IdMixin, CreatedAtMixin, Base):
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     email: Mapped[str] = mapped_column(String(320), index=True)
-    role: Mapped[Role] = mapped_column(_enum(Role, "invitation_role"))
+    role: Mapped[Role] = mapped_column(str_enum(Role, "invitation_role"))
     status: Mapped[InvitationStatus] = mapped_column(
-        _enum(InvitationStatus, "invitation_status"), default=InvitationStatus.PENDING
+        str_enum(InvitationStatus, "invitation_status"), default=InvitationStatus.PENDING
     )
-    invited_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    invited_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
     expires_at: Mapped[datetime]
     responded_at: Mapped[datetime | None]

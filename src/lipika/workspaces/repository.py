@@ -53,11 +53,14 @@ class WorkspaceRepository:
         ).all()
 
     async def count_owners(self, workspace_id: uuid.UUID) -> int:
-        return await self.session.scalar(
-            select(func.count())
-            .select_from(Membership)
-            .where(Membership.workspace_id == workspace_id, Membership.role == Role.OWNER)
-        ) or 0
+        return (
+            await self.session.scalar(
+                select(func.count())
+                .select_from(Membership)
+                .where(Membership.workspace_id == workspace_id, Membership.role == Role.OWNER)
+            )
+            or 0
+        )
 
     async def remove_member(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> None:
         await self.session.execute(
@@ -87,7 +90,9 @@ class WorkspaceRepository:
             )
         ).all()
 
-    async def pending_invitations_for(self, email: str) -> Sequence[Row[tuple[Invitation, Workspace]]]:
+    async def pending_invitations_for(
+        self, email: str
+    ) -> Sequence[Row[tuple[Invitation, Workspace]]]:
         return (
             await self.session.execute(
                 select(Invitation, Workspace)

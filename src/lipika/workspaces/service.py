@@ -45,7 +45,9 @@ class WorkspaceService:
     async def _create(self, owner_id: uuid.UUID, name: str, kind: WorkspaceKind) -> Workspace:
         workspace = Workspace(name=name, kind=kind)
         await self.repo.add(workspace)
-        await self.repo.add(Membership(workspace_id=workspace.id, user_id=owner_id, role=Role.OWNER))
+        await self.repo.add(
+            Membership(workspace_id=workspace.id, user_id=owner_id, role=Role.OWNER)
+        )
         return workspace
 
     async def list_for_user(self, user_id: uuid.UUID) -> list[WorkspaceOut]:
@@ -65,7 +67,11 @@ class WorkspaceService:
     async def members(self, member: Principal) -> list[MemberOut]:
         return [
             MemberOut(
-                user_id=user.id, email=user.email, name=user.name, role=m.role, joined_at=m.created_at
+                user_id=user.id,
+                email=user.email,
+                name=user.name,
+                role=m.role,
+                joined_at=m.created_at,
             )
             for m, user in await self.repo.members(member.workspace_id)
         ]
@@ -75,7 +81,9 @@ class WorkspaceService:
         await self.repo.lock(actor.workspace_id)
         target = await self._membership(actor.workspace_id, user_id)
         if Role.OWNER in (role, target.role) and actor.role is not Role.OWNER:
-            raise Forbidden("only an owner can grant or take away the owner role", code="insufficient_role")
+            raise Forbidden(
+                "only an owner can grant or take away the owner role", code="insufficient_role"
+            )
         if target.role is Role.OWNER and role is not Role.OWNER:
             await self._keep_an_owner(actor.workspace_id)
         target.role = role
@@ -100,7 +108,9 @@ class WorkspaceService:
     async def invite(self, actor: Principal, email: str, role: Role) -> Invitation:
         actor.require(Role.ADMIN)
         if actor.workspace_kind is WorkspaceKind.PERSONAL:
-            raise BadRequest("invite people to a team workspace, not a personal one", code="personal_workspace")
+            raise BadRequest(
+                "invite people to a team workspace, not a personal one", code="personal_workspace"
+            )
         if role is Role.OWNER and actor.role is not Role.OWNER:
             raise Forbidden("only an owner can invite an owner", code="insufficient_role")
         await self.repo.lock(actor.workspace_id)
@@ -133,7 +143,9 @@ class WorkspaceService:
         if invitation is None or invitation.workspace_id != actor.workspace_id:
             raise NotFound("invitation not found")
         if invitation.status is not InvitationStatus.PENDING:
-            raise Conflict(f"the invitation is already {invitation.status.value}", code="invitation_closed")
+            raise Conflict(
+                f"the invitation is already {invitation.status.value}", code="invitation_closed"
+            )
         invitation.status = InvitationStatus.REVOKED
         invitation.responded_at = utcnow()
         await self.session.flush()
@@ -153,7 +165,9 @@ class WorkspaceService:
         if invitation is None or invitation.email != user.email:
             raise NotFound("invitation not found")
         if invitation.status is not InvitationStatus.PENDING:
-            raise Conflict(f"the invitation is already {invitation.status.value}", code="invitation_closed")
+            raise Conflict(
+                f"the invitation is already {invitation.status.value}", code="invitation_closed"
+            )
         if invitation.expires_at <= utcnow():
             raise Conflict("the invitation has expired", code="invitation_expired")
         invitation.responded_at = utcnow()
@@ -165,7 +179,9 @@ class WorkspaceService:
                 raise Conflict("you are already a member of this workspace", code="already_member")
             invitation.status = InvitationStatus.ACCEPTED
             await self.repo.add(
-                Membership(workspace_id=invitation.workspace_id, user_id=user.id, role=invitation.role)
+                Membership(
+                    workspace_id=invitation.workspace_id, user_id=user.id, role=invitation.role
+                )
             )
         await self.session.flush()
         return invitation
@@ -189,5 +205,9 @@ class WorkspaceService:
 
 def _workspace_out(workspace: Workspace, role: Role) -> WorkspaceOut:
     return WorkspaceOut(
-        id=workspace.id, name=workspace.name, kind=workspace.kind, created_at=workspace.created_at, role=role
+        id=workspace.id,
+        name=workspace.name,
+        kind=workspace.kind,
+        created_at=workspace.created_at,
+        role=role,
     )
