@@ -35,7 +35,8 @@ class CheckpointDB:
             if path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             conn = await aiosqlite.connect(path)
-            await conn.execute("PRAGMA journal_mode=WAL")
+            async with conn.execute("PRAGMA journal_mode=WAL"):
+                pass
             return cls(conn)
         kwargs: dict[str, Any] = {
             "autocommit": True,
@@ -53,7 +54,8 @@ class CheckpointDB:
             async with self.conn.connection(timeout=5) as conn:
                 await conn.execute("SELECT 1")
         else:
-            await self.conn.execute("SELECT 1")
+            async with self.conn.execute("SELECT 1"):
+                pass
 
     async def close(self) -> None:
         await self.conn.close()

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -164,12 +165,16 @@ class Meter:
 
     async def _admit_many(self, items: list[list[Any]]) -> list[str]:
         now = utcnow()
-        return await self._call(
-            "SELECT lipika_admit_many($1::json, $2, $3, $4)",
-            orjson.dumps(items, default=str).decode(),
-            now,
-            now.strftime("%Y-%m-%d"),
-            DEFAULT_PLAN,
+        return await self._in_workspace_order(
+            items,
+            lambda ordered: self._call(
+                "SELECT lipika_admit_many($1::json, $2, $3, $4)",
+                orjson.dumps(ordered, default=str).decode(),
+                now,
+                now.strftime("%Y-%m-%d"),
+                DEFAULT_PLAN,
+            ),
+            workspace_of=lambda item: str(item[1]),
         )
 
     def _release_orphan(self, item: list[Any], refusal: str) -> None:
@@ -360,19 +365,61 @@ class Meter:
         return Settlement(item[1], HoldStatus(status), charged, balance_after, already_settled)
 
     async def _settle_many(self, items: list[list[Any]]) -> list[list[Any]]:
-        results = await self._call(
-            "SELECT lipika_settle_many($1::json, $2)",
-            orjson.dumps(items, default=str).decode(),
-            utcnow(),
+        async def call(ordered: list[list[Any]]) -> list[list[Any]]:
+            results = await self._call(
+                "SELECT lipika_settle_many($1::json, $2)",
+                orjson.dumps(ordered, default=str).decode(),
+                utcnow(),
+            )
+            # SQLAlchemy's asyncpg connections decode json results already.
+            return orjson.loads(results) if isinstance(results, str) else results
+
+        workspaces = await self._workspaces_of([item[1] for item in items])
+        return await self._in_workspace_order(
+            items, call, workspace_of=lambda item: workspaces.get(str(item[1]), "")
         )
-        # SQLAlchemy's asyncpg connections decode json results already.
-        return orjson.loads(results) if isinstance(results, str) else results
+
+    async def _workspaces_of(self, hold_ids: list[uuid.UUID]) -> dict[str, str]:
+        if len(hold_ids) == 1:  # nothing to order
+            return {}
+        rows = await self._call_rows(
+            "SELECT id::text, workspace_id::text FROM holds WHERE id = ANY($1::uuid[])", hold_ids
+        )
+        return dict(rows)
+
+    @staticmethod
+    async def _in_workspace_order(
+        items: list[list[Any]],
+        call: Callable[[list[list[Any]]], Awaitable[list[Any]]],
+        *,
+        workspace_of: Callable[[list[Any]], str],
+    ) -> list[Any]:
+        """Sends a batch ordered by workspace (one lock order for every transaction) and hands the
+        results back in the callers' order. A deadlock still reported (by transactions of other
+        processes) is retried: the aborted transaction changed nothing."""
+        order = sorted(range(len(items)), key=lambda i: workspace_of(items[i]))
+        for attempt in range(3):
+            try:
+                ordered_results = await call([items[i] for i in order])
+                break
+            except asyncpg.DeadlockDetectedError:
+                if attempt == 2:
+                    raise
+        results: list[Any] = [None] * len(items)
+        for position, index in enumerate(order):
+            results[index] = ordered_results[position]
+        return results
 
     async def _call(self, sql: str, *args: object) -> Any:
         """One statement on a pooled connection's asyncpg driver, in its own implicit transaction."""
         async with self.engine.connect() as conn:
             driver = (await conn.get_raw_connection()).driver_connection
             return await driver.fetchval(sql, *args)
+
+    async def _call_rows(self, sql: str, *args: object) -> list[Any]:
+        async with self.engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            return await driver.fetch(sql, *args)
 
     async def aclose(self) -> None:
         """Lets batched calls in flight finish (before the engine is disposed)."""
@@ -392,9 +439,15 @@ class Meter:
     ) -> Settlement:
         """Settles by the charge policy: the outcome decides which usage, if any, is charged."""
         match charge_for(outcome):
-            case Charge.REPORTED_USAGE if usage is not None:
+            case Charge.REPORTED_USAGE:
+                if usage is None:
+                    raise ValueError(f"{outcome.value} is charged its reported usage: pass usage=")
                 return await self.capture(hold_id, usage, outcome, rates=rates)
-            case Charge.USAGE_SO_FAR if usage_so_far is not None:
+            case Charge.USAGE_SO_FAR:
+                if usage_so_far is None:
+                    raise ValueError(
+                        f"{outcome.value} is charged the usage so far: pass usage_so_far="
+                    )
                 return await self.capture(hold_id, usage_so_far, outcome, rates=rates)
             case _:
                 return await self.release(hold_id, outcome)

@@ -317,6 +317,31 @@ class LedgerRepository:
         )
         return int(used) + int(held)
 
+    async def count_open_holds_against(
+        self, workspace_id: uuid.UUID, user_id: uuid.UUID, key: str
+    ) -> None:
+        """Adds a credits counter to the member's open holds (under the wallet lock, as the
+        settle functions take it, so no settlement runs between the read and the write)."""
+        await self.db.execute(
+            select(wallets.c.workspace_id)
+            .where(wallets.c.workspace_id == workspace_id)
+            .with_for_update()
+        )
+        open_holds = await self.db.execute(
+            select(holds.c.id, holds.c.counters).where(
+                holds.c.workspace_id == workspace_id,
+                holds.c.user_id == user_id,
+                holds.c.status == HoldStatus.OPEN,
+            )
+        )
+        for hold_id, named in open_holds.all():
+            if [key, "credits"] not in named:
+                await self.db.execute(
+                    update(holds)
+                    .where(holds.c.id == hold_id)
+                    .values(counters=[*named, [key, "credits"]])
+                )
+
     async def prune_counters(self, before_day: str) -> int:
         result = await self.db.execute(delete(counters).where(counters.c.day < before_day))
         return result.rowcount

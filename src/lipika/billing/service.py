@@ -127,17 +127,18 @@ class BillingService:
         """Sets (or, with None, removes) a member's monthly cap.
 
         The month's counter only runs while a cap is set, so setting one seeds it with what the
-        member already spent this month, plus their holds in flight at their held amounts.
+        member already spent this month plus their holds in flight, and those holds start naming
+        the counter, so settling them gives back what they did not spend.
         """
         await self.repo.set_member_cap(workspace_id, user_id, cap)
         if cap is None:
             return
         now = utcnow()
+        key = f"member:{workspace_id}:{user_id}:{now:%Y-%m}"
         month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         spent = await self.repo.month_spend(workspace_id, user_id, month_start)
-        await self.repo.set_counter(
-            f"member:{workspace_id}:{user_id}:{now:%Y-%m}", now.strftime("%Y-%m-%d"), spent
-        )
+        await self.repo.set_counter(key, now.strftime("%Y-%m-%d"), spent)
+        await self.repo.count_open_holds_against(workspace_id, user_id, key)
 
     async def audit(self) -> tuple[int, Sequence]:
         """(wallets checked, wallets whose cache disagrees with the ledger and the open holds)."""

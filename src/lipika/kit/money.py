@@ -23,9 +23,9 @@ def to_micro(credits: int | float | str | Decimal) -> int:
         raise ValueError(f"not a finite amount: {credits!r}")
     micro = value * MICRO
     if micro != micro.to_integral_value():
-        raise ValueError(f"{credits!r} credits is finer than one micro-credit")
+        raise ValueError(f"{credits} credits is finer than one micro-credit")
     if abs(micro) > MAX_AMOUNT:
-        raise ValueError(f"{credits!r} credits is more than one amount may move")
+        raise ValueError(f"{credits} credits is more than one amount may move")
     return int(micro)
 
 

@@ -6,8 +6,8 @@ Create Date: 2026-11-26
 
 On PostgreSQL, admission and settlement each run as one function call in its own implicit
 transaction: the hot wallet row is locked only inside the server, never across a round trip to
-the application. Lock order is the same in every function (usage counters, then the wallet), so
-concurrent admits and settles cannot deadlock. SQLite runs the same steps from Python
+the application. Every function locks the workspace's wallet row first, and the application sends each batch
+ordered by workspace, so concurrent admits and settles cannot wait on each other in a cycle. SQLite runs the same steps from Python
 (`lipika.billing.repository`), serialised by its single writer lock.
 
 Refusal codes returned by lipika_admit (read by `lipika.billing.meter`):
@@ -62,10 +62,14 @@ DECLARE
     v_refusal text;
     v_available bigint;
 BEGIN
+    -- The wallet row is locked first, by every function here: a workspace's counters and
+    -- holds are only touched under its wallet lock, so no two transactions wait on each other
+    -- in a cycle (the application also orders each batch by workspace).
     SELECT w.plan, c.monthly_credit_cap INTO v_plan, v_cap
       FROM wallets w
       LEFT JOIN member_caps c ON c.workspace_id = w.workspace_id AND c.user_id = p_user_id
-     WHERE w.workspace_id = p_workspace_id;
+     WHERE w.workspace_id = p_workspace_id
+       FOR UPDATE OF w;
     IF NOT FOUND THEN
         RETURN 'LP001:';
     END IF;
@@ -158,6 +162,8 @@ DECLARE
     h record;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
+    PERFORM 1 FROM wallets WHERE workspace_id = (SELECT workspace_id FROM holds WHERE id = p_hold_id)
+        FOR UPDATE;
     UPDATE holds
        SET status = 'captured', captured = LEAST(p_cost, amount), overage = GREATEST(p_cost - amount, 0),
            usage = p_usage, outcome = p_outcome, settled_at = p_now
@@ -197,6 +203,8 @@ DECLARE
     h record;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
+    PERFORM 1 FROM wallets WHERE workspace_id = (SELECT workspace_id FROM holds WHERE id = p_hold_id)
+        FOR UPDATE;
     UPDATE holds SET status = p_status, captured = 0, outcome = p_outcome, settled_at = p_now
      WHERE id = p_hold_id AND holds.status = 'open'
     RETURNING workspace_id, amount, counters INTO h;
