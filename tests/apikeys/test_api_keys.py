@@ -6,7 +6,6 @@ import hashlib
 import uuid
 
 import httpx
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 

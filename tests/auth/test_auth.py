@@ -85,8 +85,8 @@ async def test_logout_refuses_the_access_token_at_once(client: httpx.AsyncClient
 
 
 async def test_expired_access_token(client: httpx.AsyncClient, signup, settings) -> None:
-    from datetime import timedelta
     import uuid
+    from datetime import timedelta
 
     from lipika.auth.security import AccessClaims, encode_access_token
     from lipika.db import utcnow

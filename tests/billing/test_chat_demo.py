@@ -3,8 +3,8 @@ from __future__ import annotations
 import httpx
 
 from lipika.billing.pricebook import PriceBook
-from lipika.providers.demo import DemoProvider
 from lipika.providers.base import ChatRequest, Message
+from lipika.providers.demo import DemoProvider
 
 FREE_MONTHLY = 100_000_000
 

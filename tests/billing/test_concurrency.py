@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import uuid
 
 import httpx
@@ -252,7 +253,7 @@ async def test_two_admission_batches_for_different_members_do_not_deadlock(books
     """Staged with row locks held from outside the meter: a batch [member 1, member 2] is held at
     its first hold insert (an uncommitted hold with the same idempotency key) while a batch
     [member 2] takes member 2's request counter and queues for the daily cap counter."""
-    meter = books.meter
+    meter = dataclasses.replace(books.meter, batches_in_flight=2)  # two batches in flight at once
     other = await books.new_wallet("team")
     workspace_id = await books.new_wallet("free")
     one, two = uuid.uuid4(), uuid.uuid4()

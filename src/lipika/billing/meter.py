@@ -78,6 +78,9 @@ class Meter:
     price_book: PriceBook
     plans: PlanCatalogue
     hold_ttl: timedelta = DEFAULT_HOLD_TTL
+    # Batches of each kind (admissions, settlements) in flight at once; more only queue on the
+    # hot wallet's lock, fewer batches are larger and cheaper per operation.
+    batches_in_flight: int = 1
     _rules: dict[str, dict[str, list[Any]]] = field(default_factory=dict, init=False, repr=False)
     _admits: MicroBatcher[list[Any], str] = field(init=False, repr=False)
     _settles: MicroBatcher[list[Any], list[Any]] = field(init=False, repr=False)
@@ -86,8 +89,10 @@ class Meter:
     def __post_init__(self) -> None:
         # On PostgreSQL concurrent admissions (and settlements) share one function call, one
         # transaction and one commit; see migration 0003.
-        self._admits = MicroBatcher(self._admit_many, orphan=self._release_orphan)
-        self._settles = MicroBatcher(self._settle_many)
+        self._admits = MicroBatcher(
+            self._admit_many, max_in_flight=self.batches_in_flight, orphan=self._release_orphan
+        )
+        self._settles = MicroBatcher(self._settle_many, max_in_flight=self.batches_in_flight)
 
     @property
     def _on_postgres(self) -> bool:
@@ -168,11 +173,12 @@ class Meter:
         return await self._in_workspace_order(
             items,
             lambda ordered: self._call(
-                "SELECT lipika_admit_many($1::json, $2, $3, $4)",
+                "SELECT lipika_admit_many($1::jsonb, $2, $3, $4)",
                 orjson.dumps(ordered, default=str).decode(),
                 now,
                 now.strftime("%Y-%m-%d"),
                 DEFAULT_PLAN,
+                durable=True,
             ),
             workspace_of=lambda item: str(item[1]),
         )
@@ -367,7 +373,7 @@ class Meter:
     async def _settle_many(self, items: list[list[Any]]) -> list[list[Any]]:
         async def call(ordered: list[list[Any]]) -> list[list[Any]]:
             results = await self._call(
-                "SELECT lipika_settle_many($1::json, $2)",
+                "SELECT lipika_settle_many($1::jsonb, $2)",
                 orjson.dumps(ordered, default=str).decode(),
                 utcnow(),
             )
@@ -410,11 +416,19 @@ class Meter:
             results[index] = ordered_results[position]
         return results
 
-    async def _call(self, sql: str, *args: object) -> Any:
-        """One statement on a pooled connection's asyncpg driver, in its own implicit transaction."""
+    async def _call(self, sql: str, *args: object, durable: bool = False) -> Any:
+        """One statement on a pooled connection's asyncpg driver, in its own implicit transaction.
+
+        `durable`: the statement committed asynchronously (its locks already released); wait until
+        its commit is on disk, by committing a transaction with an xid synchronously after it: WAL
+        is flushed in order, so that flush covers ours too (and concurrent waiters share fsyncs).
+        """
         async with self.engine.connect() as conn:
             driver = (await conn.get_raw_connection()).driver_connection
-            return await driver.fetchval(sql, *args)
+            result = await driver.fetchval(sql, *args)
+            if durable:
+                await driver.fetchval("SELECT txid_current()")
+            return result
 
     async def _call_rows(self, sql: str, *args: object) -> list[Any]:
         async with self.engine.connect() as conn:

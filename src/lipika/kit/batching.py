@@ -24,7 +24,7 @@ class MicroBatcher(Generic[T, R]):
         run: Callable[[list[T]], Awaitable[list[R]]],
         *,
         max_batch: int = 32,
-        max_in_flight: int = 2,
+        max_in_flight: int = 1,
         orphan: Callable[[T, R], None] | None = None,
     ) -> None:
         self._run = run

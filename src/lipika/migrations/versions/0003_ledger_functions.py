@@ -51,13 +51,13 @@ ADMIT = """
 CREATE FUNCTION lipika_admit(
     p_hold_id uuid, p_workspace_id uuid, p_user_id uuid, p_operation text, p_model text,
     p_amount bigint, p_price_version text, p_rates json, p_idempotency_key text,
-    p_expires_at timestamptz, p_now timestamptz, p_day text, p_rules json, p_default_plan text,
+    p_expires_at timestamptz, p_now timestamptz, p_day text, p_rules jsonb, p_default_plan text,
     p_request_key text, p_day_key text, p_member_key text
 ) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     v_plan text;
     v_cap bigint;
-    v_rule json;
+    v_rule jsonb;
     v_counters jsonb := '[]'::jsonb;
     v_refusal text;
     v_available bigint;
@@ -77,13 +77,13 @@ BEGIN
     IF NOT (v_rule ->> 0)::boolean THEN
         RETURN 'LP002:' || v_plan;
     END IF;
-    IF p_request_key IS NOT NULL AND json_typeof(v_rule -> 1) = 'number' THEN
+    IF p_request_key IS NOT NULL AND jsonb_typeof(v_rule -> 1) = 'number' THEN
         IF NOT lipika_bump(p_request_key, p_day, 1, (v_rule ->> 1)::bigint) THEN
             RETURN 'LP003:' || v_plan;
         END IF;
         v_counters := v_counters || jsonb_build_array(jsonb_build_array(p_request_key, 'requests'));
     END IF;
-    IF json_typeof(v_rule -> 2) = 'number' THEN
+    IF jsonb_typeof(v_rule -> 2) = 'number' THEN
         IF NOT lipika_bump(p_day_key, p_day, p_amount, (v_rule ->> 2)::bigint) THEN
             v_refusal := 'LP004:' || v_plan;
         ELSE
@@ -131,16 +131,21 @@ END $$
 #            idempotency_key, expires_at, rules, request_key, day_key, member_key], ...]
 # One transaction and one commit for every admission the application batched together.
 ADMIT_MANY = """
-CREATE FUNCTION lipika_admit_many(p_items json, p_now timestamptz, p_day text, p_default_plan text)
+CREATE FUNCTION lipika_admit_many(p_items jsonb, p_now timestamptz, p_day text, p_default_plan text)
 RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE
-    i json;
+    i jsonb;
     v_results text[] := '{}';
 BEGIN
-    FOR i IN SELECT value FROM json_array_elements(p_items) LOOP
+    -- Commit without waiting for the WAL flush, so the wallet locks are not held through it;
+    -- the application then waits for the flush (a synchronous commit after this one) before it
+    -- tells any caller its hold exists: holds are durable before any provider call.
+    PERFORM set_config('synchronous_commit', 'off', true);
+    -- In the order given (the application's workspace order: the lock order).
+    FOR i IN SELECT value FROM jsonb_array_elements(p_items) LOOP
         v_results := v_results || lipika_admit(
             (i ->> 0)::uuid, (i ->> 1)::uuid, (i ->> 2)::uuid, i ->> 3, i ->> 4, (i ->> 5)::bigint,
-            i ->> 6, i -> 7, i ->> 8, (i ->> 9)::timestamptz, p_now, p_day, i -> 10, p_default_plan,
+            i ->> 6, (i -> 7)::json, i ->> 8, (i ->> 9)::timestamptz, p_now, p_day, i -> 10, p_default_plan,
             i ->> 11, i ->> 12, i ->> 13);
     END LOOP;
     RETURN v_results;
@@ -229,16 +234,16 @@ END $$
 
 # p_items: [["capture", hold_id, cost, usage, outcome] | ["release", hold_id, status, outcome], ...]
 SETTLE_MANY = """
-CREATE FUNCTION lipika_settle_many(p_items json, p_now timestamptz)
+CREATE FUNCTION lipika_settle_many(p_items jsonb, p_now timestamptz)
 RETURNS json LANGUAGE plpgsql AS $$
 DECLARE
-    i json;
+    i jsonb;
     r record;
     v_results json[] := '{}';
 BEGIN
-    FOR i IN SELECT value FROM json_array_elements(p_items) LOOP
+    FOR i IN SELECT value FROM jsonb_array_elements(p_items) LOOP
         IF i ->> 0 = 'capture' THEN
-            SELECT * INTO r FROM lipika_capture((i ->> 1)::uuid, (i ->> 2)::bigint, i -> 3, i ->> 4, p_now);
+            SELECT * INTO r FROM lipika_capture((i ->> 1)::uuid, (i ->> 2)::bigint, (i -> 3)::json, i ->> 4, p_now);
         ELSE
             SELECT * INTO r FROM lipika_release((i ->> 1)::uuid, i ->> 2, i ->> 3, p_now);
         END IF;
@@ -253,12 +258,12 @@ FUNCTIONS = {
     "lipika_admit": (
         ADMIT,
         "uuid, uuid, uuid, text, text, bigint, text, json, text, timestamptz, timestamptz, text, "
-        "json, text, text, text, text",
+        "jsonb, text, text, text, text",
     ),
-    "lipika_admit_many": (ADMIT_MANY, "json, timestamptz, text, text"),
+    "lipika_admit_many": (ADMIT_MANY, "jsonb, timestamptz, text, text"),
     "lipika_capture": (CAPTURE, "uuid, bigint, json, text, timestamptz"),
     "lipika_release": (RELEASE, "uuid, text, text, timestamptz"),
-    "lipika_settle_many": (SETTLE_MANY, "json, timestamptz"),
+    "lipika_settle_many": (SETTLE_MANY, "jsonb, timestamptz"),
 }
 
 
