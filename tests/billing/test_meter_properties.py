@@ -142,11 +142,14 @@ async def test_random_operations_keep_the_books_balanced(
                 charge, usage, outcome = Charge.REPORTED_USAGE, op[2], Outcome.SUCCESS
             elif name == "settle":
                 outcome, usage, so_far = op[2], op[3], op[4]
-                settlement = await meter.settle(hold_id, outcome, usage=usage, usage_so_far=so_far)
                 charge = charge_for(outcome)
                 usage = {Charge.REPORTED_USAGE: usage, Charge.USAGE_SO_FAR: so_far}.get(charge)
-                if usage is None:
-                    charge = Charge.NOTHING
+                if usage is None and charge is not Charge.NOTHING:
+                    # a charged outcome without its usage is refused, and changes nothing
+                    with pytest.raises(ValueError):
+                        await meter.settle(hold_id, outcome, usage=op[3], usage_so_far=op[4])
+                    continue
+                settlement = await meter.settle(hold_id, outcome, usage=op[3], usage_so_far=op[4])
             elif name == "release":
                 outcome, charge, usage = op[2], Charge.NOTHING, None
                 settlement = await meter.release(hold_id, outcome)
