@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import pytest
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
