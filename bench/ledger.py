@@ -549,9 +549,12 @@ async def bench(args: argparse.Namespace, database_url: str) -> int:
     if session_settings:
         print(f"EXPERIMENT: session-level {session_settings} on bench connections (not the server default)")
     print()
-    print("statements per call (steady state, prepared statements cached per connection):")
+    print("statements per call through SQLAlchemy (steady state, prepared statements cached per connection):")
     for line in await statement_census(database_url, fixture, args.members):
         print("  " + line)
+    print("  (on PostgreSQL the meter calls lipika_admit_many / lipika_settle_many on the asyncpg driver:")
+    print("   one round trip per batch of concurrent calls, plus one flush wait per admission batch;")
+    print("   SQLAlchemy's events do not see them, hence the counts above)")
     print()
     measure_pg_cpu = is_local(args.admin_url) and postgres_cpu_seconds() is not None
     print(f"measured {args.seconds:g} s per run after a {WARMUP_SECONDS:g} s warm-up; cpu = % of one core "
