@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
-import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -38,12 +36,12 @@ from lipika.billing.errors import (
 from lipika.billing.models import EntryKind, Hold, HoldStatus
 from lipika.billing.plans import DEFAULT_PLAN, Plan, PlanCatalogue
 from lipika.billing.policy import Charge, Outcome, charge_for
+from lipika.billing.postgres import PostgresLedger
 from lipika.billing.pricebook import PriceBook, cost_of
 from lipika.billing.repository import LedgerRepository
 from lipika.config import Settings
 from lipika.db import utcnow
 from lipika.errors import Conflict
-from lipika.kit.batching import MicroBatcher
 
 DEFAULT_HOLD_TTL = timedelta(minutes=15)
 
@@ -82,17 +80,17 @@ class Meter:
     # hot wallet's lock, fewer batches are larger and cheaper per operation.
     batches_in_flight: int = 1
     _rules: dict[str, dict[str, list[Any]]] = field(default_factory=dict, init=False, repr=False)
-    _admits: MicroBatcher[list[Any], str] = field(init=False, repr=False)
-    _settles: MicroBatcher[list[Any], list[Any]] = field(init=False, repr=False)
+    _postgres: PostgresLedger = field(init=False, repr=False)
     _background: set[asyncio.Task[Any]] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
         # On PostgreSQL concurrent admissions (and settlements) share one function call, one
-        # transaction and one commit; see migration 0003.
-        self._admits = MicroBatcher(
-            self._admit_many, max_in_flight=self.batches_in_flight, orphan=self._release_orphan
+        # transaction and one commit; see migration 0003 and billing/postgres.py.
+        self._postgres = PostgresLedger(
+            self.engine,
+            batches_in_flight=self.batches_in_flight,
+            orphan_admitted=self._release_orphan,
         )
-        self._settles = MicroBatcher(self._settle_many, max_in_flight=self.batches_in_flight)
 
     @property
     def _on_postgres(self) -> bool:
@@ -147,7 +145,7 @@ class Meter:
         """`lipika_admit` in the server: every check and the hold, batched with concurrent ones."""
         day, month = hold.now.strftime("%Y-%m-%d"), hold.now.strftime("%Y-%m")
         user = hold.user_id
-        refusal = await self._admits.submit(
+        refusal = await self._postgres.admit(
             [
                 hold.id,
                 hold.workspace_id,
@@ -168,27 +166,11 @@ class Meter:
         if refusal:
             raise self._refusal(refusal, hold)
 
-    async def _admit_many(self, items: list[list[Any]]) -> list[str]:
-        now = utcnow()
-        return await self._in_workspace_order(
-            items,
-            lambda ordered: self._call(
-                "SELECT lipika_admit_many($1::jsonb, $2, $3, $4)",
-                orjson.dumps(ordered, default=str).decode(),
-                now,
-                now.strftime("%Y-%m-%d"),
-                DEFAULT_PLAN,
-                durable=True,
-            ),
-            workspace_of=lambda item: str(item[1]),
-        )
-
-    def _release_orphan(self, item: list[Any], refusal: str) -> None:
+    def _release_orphan(self, hold_id: uuid.UUID) -> None:
         """An admission whose caller was cancelled while it ran: give the hold straight back."""
-        if not refusal:
-            task = asyncio.create_task(self.release(item[0], Outcome.INTERNAL_ERROR))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        task = asyncio.create_task(self.release(hold_id, Outcome.INTERNAL_ERROR))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _rules_for(self, hold: _NewHold) -> dict[str, list[Any]]:
         """{plan: [allowed, daily requests, daily credit cap]} for one model (cached)."""
@@ -365,80 +347,14 @@ class Meter:
         return Settlement(hold_id, status, 0, balance)
 
     async def _settle_on_postgres(self, item: list[Any]) -> Settlement:
-        status, charged, balance_after, already_settled = await self._settles.submit(item)
+        status, charged, balance_after, already_settled = await self._postgres.settle(item)
         if status is None:
             raise _no_hold()
         return Settlement(item[1], HoldStatus(status), charged, balance_after, already_settled)
 
-    async def _settle_many(self, items: list[list[Any]]) -> list[list[Any]]:
-        async def call(ordered: list[list[Any]]) -> list[list[Any]]:
-            results = await self._call(
-                "SELECT lipika_settle_many($1::jsonb, $2)",
-                orjson.dumps(ordered, default=str).decode(),
-                utcnow(),
-            )
-            # SQLAlchemy's asyncpg connections decode json results already.
-            return orjson.loads(results) if isinstance(results, str) else results
-
-        workspaces = await self._workspaces_of([item[1] for item in items])
-        return await self._in_workspace_order(
-            items, call, workspace_of=lambda item: workspaces.get(str(item[1]), "")
-        )
-
-    async def _workspaces_of(self, hold_ids: list[uuid.UUID]) -> dict[str, str]:
-        if len(hold_ids) == 1:  # nothing to order
-            return {}
-        rows = await self._call_rows(
-            "SELECT id::text, workspace_id::text FROM holds WHERE id = ANY($1::uuid[])", hold_ids
-        )
-        return dict(rows)
-
-    @staticmethod
-    async def _in_workspace_order(
-        items: list[list[Any]],
-        call: Callable[[list[list[Any]]], Awaitable[list[Any]]],
-        *,
-        workspace_of: Callable[[list[Any]], str],
-    ) -> list[Any]:
-        """Sends a batch ordered by workspace (one lock order for every transaction) and hands the
-        results back in the callers' order. A deadlock still reported (by transactions of other
-        processes) is retried: the aborted transaction changed nothing."""
-        order = sorted(range(len(items)), key=lambda i: workspace_of(items[i]))
-        for attempt in range(3):
-            try:
-                ordered_results = await call([items[i] for i in order])
-                break
-            except asyncpg.DeadlockDetectedError:
-                if attempt == 2:
-                    raise
-        results: list[Any] = [None] * len(items)
-        for position, index in enumerate(order):
-            results[index] = ordered_results[position]
-        return results
-
-    async def _call(self, sql: str, *args: object, durable: bool = False) -> Any:
-        """One statement on a pooled connection's asyncpg driver, in its own implicit transaction.
-
-        `durable`: the statement committed asynchronously (its locks already released); wait until
-        its commit is on disk, by committing a transaction with an xid synchronously after it: WAL
-        is flushed in order, so that flush covers ours too (and concurrent waiters share fsyncs).
-        """
-        async with self.engine.connect() as conn:
-            driver = (await conn.get_raw_connection()).driver_connection
-            result = await driver.fetchval(sql, *args)
-            if durable:
-                await driver.fetchval("SELECT txid_current()")
-            return result
-
-    async def _call_rows(self, sql: str, *args: object) -> list[Any]:
-        async with self.engine.connect() as conn:
-            driver = (await conn.get_raw_connection()).driver_connection
-            return await driver.fetch(sql, *args)
-
     async def aclose(self) -> None:
         """Lets batched calls in flight finish (before the engine is disposed)."""
-        await self._admits.drain()
-        await self._settles.drain()
+        await self._postgres.drain()
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 

@@ -1,0 +1,134 @@
+"""The PostgreSQL side of the meter: batched calls of the ledger functions (migration 0003).
+
+Concurrent admissions (and settlements) are coalesced into one call of `lipika_admit_many`
+(`lipika_settle_many`): one round trip, one transaction and one commit for all of them, sent in
+workspace order, which is the lock order every ledger function follows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from lipika.billing.plans import DEFAULT_PLAN
+from lipika.db import utcnow
+from lipika.kit.batching import MicroBatcher
+
+
+class PostgresLedger:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        batches_in_flight: int,
+        orphan_admitted: Callable[[uuid.UUID], None],
+    ) -> None:
+        self.engine = engine
+        self._orphan_admitted = orphan_admitted
+        self._admits: MicroBatcher[list[Any], str] = MicroBatcher(
+            self._admit_many, max_in_flight=batches_in_flight, orphan=self._orphan
+        )
+        self._settles: MicroBatcher[list[Any], list[Any]] = MicroBatcher(
+            self._settle_many, max_in_flight=batches_in_flight
+        )
+
+    async def admit(self, item: list[Any]) -> str:
+        """One `lipika_admit` argument list (without now/day/default plan); '' or a refusal."""
+        return await self._admits.submit(item)
+
+    async def settle(self, item: list[Any]) -> list[Any]:
+        """["capture", id, cost, usage, outcome] or ["release", id, status, outcome]."""
+        return await self._settles.submit(item)
+
+    def _orphan(self, item: list[Any], refusal: str) -> None:
+        if not refusal:
+            self._orphan_admitted(item[0])
+
+    async def _admit_many(self, items: list[list[Any]]) -> list[str]:
+        now = utcnow()
+        return await self._in_workspace_order(
+            items,
+            lambda ordered: self._call(
+                "SELECT lipika_admit_many($1::jsonb, $2, $3, $4)",
+                orjson.dumps(ordered, default=str).decode(),
+                now,
+                now.strftime("%Y-%m-%d"),
+                DEFAULT_PLAN,
+                durable=True,
+            ),
+            workspace_of=lambda item: str(item[1]),
+        )
+
+    async def _settle_many(self, items: list[list[Any]]) -> list[list[Any]]:
+        async def call(ordered: list[list[Any]]) -> list[list[Any]]:
+            results = await self._call(
+                "SELECT lipika_settle_many($1::jsonb, $2)",
+                orjson.dumps(ordered, default=str).decode(),
+                utcnow(),
+            )
+            # SQLAlchemy's asyncpg connections decode json results already.
+            return orjson.loads(results) if isinstance(results, str) else results
+
+        workspaces = await self._workspaces_of([item[1] for item in items])
+        return await self._in_workspace_order(
+            items, call, workspace_of=lambda item: workspaces.get(str(item[1]), "")
+        )
+
+    async def _workspaces_of(self, hold_ids: list[uuid.UUID]) -> dict[str, str]:
+        if len(hold_ids) == 1:  # nothing to order
+            return {}
+        rows = await self._call_rows(
+            "SELECT id::text, workspace_id::text FROM holds WHERE id = ANY($1::uuid[])", hold_ids
+        )
+        return dict(rows)
+
+    @staticmethod
+    async def _in_workspace_order(
+        items: list[list[Any]],
+        call: Callable[[list[list[Any]]], Awaitable[list[Any]]],
+        *,
+        workspace_of: Callable[[list[Any]], str],
+    ) -> list[Any]:
+        """Sends a batch ordered by workspace (one lock order for every transaction) and hands the
+        results back in the callers' order. A deadlock still reported (by transactions of other
+        processes) is retried: the aborted transaction changed nothing."""
+        order = sorted(range(len(items)), key=lambda i: workspace_of(items[i]))
+        for attempt in range(3):
+            try:
+                ordered_results = await call([items[i] for i in order])
+                break
+            except asyncpg.DeadlockDetectedError:
+                if attempt == 2:
+                    raise
+        results: list[Any] = [None] * len(items)
+        for position, index in enumerate(order):
+            results[index] = ordered_results[position]
+        return results
+
+    async def _call(self, sql: str, *args: object, durable: bool = False) -> Any:
+        """One statement on a pooled connection's asyncpg driver, in its own implicit transaction.
+
+        `durable`: the statement committed asynchronously (its locks already released); wait until
+        its commit is on disk, by committing a transaction with an xid synchronously after it: WAL
+        is flushed in order, so that flush covers ours too (and concurrent waiters share fsyncs).
+        """
+        async with self.engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            result = await driver.fetchval(sql, *args)
+            if durable:
+                await driver.fetchval("SELECT txid_current()")
+            return result
+
+    async def _call_rows(self, sql: str, *args: object) -> list[Any]:
+        async with self.engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            return await driver.fetch(sql, *args)
+
+    async def drain(self) -> None:
+        await self._admits.drain()
+        await self._settles.drain()
