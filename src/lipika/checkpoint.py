@@ -23,10 +23,6 @@ class CheckpointDB:
     def __init__(self, conn: AsyncConnectionPool | aiosqlite.Connection) -> None:
         self.conn = conn
 
-    @property
-    def is_postgres(self) -> bool:
-        return isinstance(self.conn, AsyncConnectionPool)
-
     @classmethod
     async def open(cls, settings: Settings) -> CheckpointDB:
         target = settings.checkpoint_db

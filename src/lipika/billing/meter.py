@@ -57,9 +57,6 @@ class Ticket:
     price_version: str
     expires_at: datetime
 
-    def cost(self, usage: Mapping[str, int]) -> int:
-        return cost_of(self.rates, usage)
-
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
