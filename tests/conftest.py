@@ -23,8 +23,24 @@ from tests.fixtures.databases import REDIS_URL, PostgresDatabases, require_servi
 
 BACKENDS = ["sqlite", "postgres"]
 
+pytest_plugins = ["tests.fixtures.ledger"]
+
 # Logs as in production (JSON lines, plain tracebacks); only warnings and errors in test output.
 configure_logging("WARNING", json=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `postgres` do not run on the SQLite backend. Skipped here, at collection,
+    rather than in a fixture: a fixture would first start the SQLite app only for it to be shut
+    down at once."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if (
+            item.get_closest_marker("postgres")
+            and callspec is not None
+            and callspec.params.get("backend") == "sqlite"
+        ):
+            item.add_marker(pytest.mark.skip(reason="PostgreSQL only"))
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,12 +24,19 @@ from lipika.config import Settings
 from lipika.db import create_engine, create_sessionmaker
 from lipika.errors import install_error_handlers
 from lipika.health import router as health_router
-from lipika.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from lipika.kit.middleware import (
+    BodySizeLimitMiddleware,
+    GZipExceptStreams,
+    RequestContextMiddleware,
+)
 from lipika.providers.registry import build_registry
 from lipika.redis import create_redis
 from lipika.workspaces.endpoints import router as workspaces_router
 
 log = structlog.get_logger()
+
+# Routes that answer with server-sent events (and so bypass GZip).
+STREAM_PATHS = re.compile(r"^/v1/(chat/completions|threads/[^/]+/messages)$")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -86,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in routers:
         app.include_router(router)
+    app.add_middleware(GZipExceptStreams, streams=STREAM_PATHS)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware)
     return app

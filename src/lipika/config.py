@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     gemini_base_url: str | None = None
     xai_api_key: SecretStr | None = None
     xai_base_url: str | None = None
+    provider_timeout_seconds: float = Field(600, gt=0)
+    provider_max_retries: int = Field(2, ge=0, le=10)
+    stream_budget_seconds: float = Field(600, gt=0)
+    stream_heartbeat_seconds: float = Field(15, gt=0)
 
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> Settings:

@@ -34,6 +34,11 @@ class LipikaError(Exception):
             self.code = code
         self.details = details
 
+    def body(self) -> dict[str, Any]:
+        return error_body(
+            type_=self.type, code=self.code, message=self.message, details=self.details
+        )
+
 
 class BadRequest(LipikaError):
     pass
@@ -78,7 +83,7 @@ def error_body(
 
 def error_response(exc: LipikaError, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
-        error_body(type_=exc.type, code=exc.code, message=exc.message, details=exc.details),
+        exc.body(),
         status_code=exc.status_code,
         headers=headers,
     )

@@ -22,8 +22,8 @@ from lipika.billing.policy import Outcome
 from lipika.billing.pricebook import PriceBook
 from lipika.billing.service import BillingService
 from lipika.config import Settings
-from tests.billing.conftest import Books
 from tests.conftest import Account
+from tests.fixtures.ledger import Books
 
 FREE_MONTHLY = 100_000_000
 OPERATOR = "operator@billing.example.com"

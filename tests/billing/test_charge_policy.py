@@ -22,7 +22,7 @@ from lipika.providers.base import (
     ProviderTimeout,
 )
 from lipika.providers.demo import DemoProvider
-from tests.billing.conftest import Books
+from tests.fixtures.ledger import Books
 
 FREE_MONTHLY = 100_000_000
 DEMO = PriceBook.load().get("demo")

@@ -23,7 +23,7 @@ from lipika.db import utcnow
 from lipika.errors import Conflict
 from lipika.providers.base import ChatRequest, Message
 from lipika.providers.demo import DemoProvider
-from tests.billing.conftest import Books
+from tests.fixtures.ledger import Books
 
 PRICES = PriceBook.load()
 FREE_MONTHLY = 100_000_000

@@ -20,7 +20,7 @@ from lipika.billing.policy import Charge, Outcome, charge_for
 from lipika.billing.pricebook import PriceBook, cost_of
 from lipika.billing.tasks import Reconciler
 from lipika.db import utcnow
-from tests.billing.conftest import Books
+from tests.fixtures.ledger import Books
 
 DEMO_RATES = dict(PriceBook.load().get("demo").rates)  # type: ignore[union-attr]
 

@@ -20,7 +20,8 @@ from lipika.billing.policy import Outcome
 from lipika.billing.repository import WalletState
 from lipika.billing.tasks import Reconciler, ReconcileReport, reconcile_forever
 from lipika.db import utcnow
-from tests.billing.conftest import LIPIKA, Books
+from tests.billing.conftest import LIPIKA
+from tests.fixtures.ledger import Books
 
 FREE_MONTHLY = 100_000_000
 PRO_MONTHLY = 2_000_000_000

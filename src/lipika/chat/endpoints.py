@@ -3,22 +3,64 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
+from starlette.responses import StreamingResponse
 
-from lipika.auth.dependencies import CurrentMember
-from lipika.billing.dependencies import MeterDep
+from lipika.auth.dependencies import CurrentMember, SettingsDep
+from lipika.billing.dependencies import BillingDep, MeterDep
+from lipika.billing.meter import Metered
 from lipika.chat import service
-from lipika.chat.schemas import ChatCompletion, ChatCompletionRequest
+from lipika.chat.schemas import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
+from lipika.chat.stream import ChatStream
+from lipika.kit import sse
 
 router = APIRouter(tags=["chat"])
 
+_STREAM_DOC = {
+    200: {
+        "description": "With `stream: true`: server-sent events, one `chat.completion.chunk` "
+        "per `data:` line, a usage chunk when `stream_options.include_usage` is set, then "
+        '`data: [DONE]`; a failure mid-stream ends with `data: {"error": {...}}` instead.',
+        "content": {sse.MEDIA_TYPE: {}},
+    }
+}
 
-@router.post("/v1/chat/completions", response_model=ChatCompletion)
+
+@router.post("/v1/chat/completions", response_model=ChatCompletion, responses=_STREAM_DOC)
 async def chat_completions(
     body: ChatCompletionRequest,
     me: CurrentMember,
     meter: MeterDep,
+    settings: SettingsDep,
     request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> ChatCompletion:
+) -> ChatCompletion | StreamingResponse:
     """OpenAI-compatible chat completion, metered: 402 if the most it can cost is not available."""
-    return await service.complete(body, me, meter, request.state.providers, idempotency_key)
+    if not body.stream:
+        return await service.complete(body, me, meter, request.state.providers, idempotency_key)
+    prepared = service.prepare(body, meter, request.state.providers)
+    ticket = await meter.admit(
+        me.workspace_id, me.user_id, **service.admission(me, prepared, idempotency_key)
+    )
+    stream = ChatStream(
+        prepared,
+        Metered(meter, ticket),
+        include_usage=bool(body.stream_options and body.stream_options.include_usage),
+        budget=settings.stream_budget_seconds,
+    )
+    return sse.sse_response(stream.frames(), heartbeat=settings.stream_heartbeat_seconds)
+
+
+@router.get("/v1/models", response_model=ModelList)
+async def list_models(
+    me: CurrentMember, billing: BillingDep, meter: MeterDep, request: Request
+) -> ModelList:
+    """Every model of the price book, with its provider, limits, prices, and whether this
+    server can serve it (`available`) and the caller's plan may use it (`allowed`)."""
+    return ModelList(data=await service.model_cards(me, billing, meter, request.state.providers))
+
+
+@router.get("/v1/models/{model_id}", response_model=ModelCard)
+async def get_model(
+    model_id: str, me: CurrentMember, billing: BillingDep, meter: MeterDep, request: Request
+) -> ModelCard:
+    return await service.model_card(model_id, me, billing, meter, request.state.providers)

@@ -92,3 +92,25 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[Choice]
     usage: CompletionUsage
+
+
+class ModelCard(BaseModel):
+    """OpenAI's model object, with what a buyer of credits needs to choose one."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str
+    label: str
+    context_window: int
+    max_output_tokens: int
+    prices: dict[str, int] = Field(
+        description="micro-credits per million tokens, by unit (input, cached input, output)"
+    )
+    available: bool = Field(description="this server has the provider configured")
+    allowed: bool = Field(description="the caller's plan includes the model")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

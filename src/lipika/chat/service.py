@@ -1,23 +1,31 @@
-"""A chat completion: admit a hold for the most it can cost, call the model, settle by policy."""
+"""A chat completion: admit a hold for the most it can cost, call the model, settle by policy.
+
+The streamed variant lives in `chat/stream.py`; both share `prepare` and `admission`.
+"""
 
 from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 
 from lipika.auth.dependencies import Principal
-from lipika.billing.meter import Meter
+from lipika.billing.meter import Meter, Settlement
+from lipika.billing.plans import DEFAULT_PLAN, Plan
 from lipika.billing.policy import Outcome
+from lipika.billing.pricebook import Price
+from lipika.billing.service import BillingService
 from lipika.chat.schemas import (
     AssistantMessage,
     ChatCompletion,
     ChatCompletionRequest,
     Choice,
     CompletionUsage,
+    ModelCard,
     PromptTokensDetails,
 )
-from lipika.errors import BadRequest, LipikaError, NotFound
-from lipika.providers.base import ChatRequest, Message, ProviderError
+from lipika.errors import LipikaError, NotFound
+from lipika.providers.base import ChatProvider, ChatRequest, Message, ProviderError, Usage
 from lipika.providers.registry import ProviderRegistry
 
 
@@ -36,24 +44,24 @@ class UpstreamFailed(LipikaError):
         self.outcome = exc.outcome  # the meter releases the hold under the provider's outcome
 
 
-async def complete(
-    body: ChatCompletionRequest,
-    member: Principal,
-    meter: Meter,
-    providers: ProviderRegistry,
-    idempotency_key: str | None,
-) -> ChatCompletion:
-    if body.stream:
-        raise BadRequest(
-            "streaming is not served yet; send stream=false", code="stream_unsupported"
-        )
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A validated request: the provider that serves it and the most it can use."""
+
+    provider: ChatProvider
+    request: ChatRequest
+    max_usage: dict[str, int]
+
+
+def prepare(body: ChatCompletionRequest, meter: Meter, providers: ProviderRegistry) -> Prepared:
     price = meter.price_book.get(body.model)
     if price is None or price.kind != "model":
         raise NotFound(f"model {body.model!r} does not exist", code="model_not_found")
     provider = providers.get(price.provider or "")
     if provider is None or not provider.available:
         raise ModelUnavailable(f"model {body.model!r} is not available on this server")
-    limit = min(body.output_limit or price.max_output_tokens, price.max_output_tokens)
+    ceiling = price.max_output_tokens or 0  # the price book requires it for every model
+    limit = min(body.output_limit or ceiling, ceiling)
     request = ChatRequest(
         model=body.model,
         messages=[Message(_role(m.role), m.text()) for m in body.messages],
@@ -61,21 +69,37 @@ async def complete(
         temperature=body.temperature,
     )
     max_usage = {"input_tokens": provider.estimate_input_tokens(request), "output_tokens": limit}
-    key = f"chat:{member.workspace_id}:{idempotency_key}" if idempotency_key else None
+    return Prepared(provider, request, max_usage)
+
+
+def admission(member: Principal, prepared: Prepared, idempotency_key: str | None) -> dict:
+    """The keyword arguments of `Meter.admit`/`Meter.hold` for this completion."""
+    return {
+        "operation": "chat.completion",
+        "price": prepared.request.model,
+        "max_usage": prepared.max_usage,
+        "idempotency_key": (
+            f"chat:{member.workspace_id}:{idempotency_key}" if idempotency_key else None
+        ),
+    }
+
+
+async def complete(
+    body: ChatCompletionRequest,
+    member: Principal,
+    meter: Meter,
+    providers: ProviderRegistry,
+    idempotency_key: str | None,
+) -> ChatCompletion:
+    prepared = prepare(body, meter, providers)
     async with meter.hold(
-        member.workspace_id,
-        member.user_id,
-        operation="chat.completion",
-        price=body.model,
-        max_usage=max_usage,
-        idempotency_key=key,
+        member.workspace_id, member.user_id, **admission(member, prepared, idempotency_key)
     ) as held:
         try:
-            result = await provider.complete(request)
+            result = await prepared.provider.complete(prepared.request)
         except ProviderError as exc:
             raise UpstreamFailed(exc) from exc
         settlement = await held.settle(Outcome.SUCCESS, usage=result.usage.units())
-    usage = result.usage
     return ChatCompletion(
         id=f"chatcmpl-{uuid.uuid4().hex}",
         created=int(time.time()),
@@ -85,14 +109,57 @@ async def complete(
                 message=AssistantMessage(content=result.text), finish_reason=result.finish_reason
             )
         ],
-        usage=CompletionUsage(
-            prompt_tokens=usage.input_tokens,
-            completion_tokens=usage.output_tokens,
-            total_tokens=usage.input_tokens + usage.output_tokens,
-            prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_input_tokens),
-            credits_charged=settlement.charged,
-            balance_after=settlement.balance_after,
-        ),
+        usage=completion_usage(result.usage, settlement),
+    )
+
+
+def completion_usage(usage: Usage, settlement: Settlement) -> CompletionUsage:
+    return CompletionUsage(
+        prompt_tokens=usage.input_tokens,
+        completion_tokens=usage.output_tokens,
+        total_tokens=usage.input_tokens + usage.output_tokens,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_input_tokens),
+        credits_charged=settlement.charged,
+        balance_after=settlement.balance_after,
+    )
+
+
+async def model_cards(
+    member: Principal, billing: BillingService, meter: Meter, providers: ProviderRegistry
+) -> list[ModelCard]:
+    plan = await _plan_of(member, billing, meter)
+    return [_card(price, plan, providers) for price in meter.price_book.models]
+
+
+async def model_card(
+    model_id: str,
+    member: Principal,
+    billing: BillingService,
+    meter: Meter,
+    providers: ProviderRegistry,
+) -> ModelCard:
+    price = meter.price_book.get(model_id)
+    if price is None or price.kind != "model":
+        raise NotFound(f"model {model_id!r} does not exist", code="model_not_found")
+    return _card(price, await _plan_of(member, billing, meter), providers)
+
+
+async def _plan_of(member: Principal, billing: BillingService, meter: Meter) -> Plan | None:
+    wallet = await billing.wallet(member.workspace_id)
+    return meter.plans.get(wallet.plan) or meter.plans.get(DEFAULT_PLAN)
+
+
+def _card(price: Price, plan: Plan | None, providers: ProviderRegistry) -> ModelCard:
+    provider = providers.get(price.provider or "")
+    return ModelCard(
+        id=price.name,
+        owned_by=price.provider or "",
+        label=price.label,
+        context_window=price.context_window or 0,
+        max_output_tokens=price.max_output_tokens or 0,
+        prices=dict(price.rates),
+        available=provider is not None and provider.available,
+        allowed=plan is not None and plan.allows(price.name),
     )
 
 

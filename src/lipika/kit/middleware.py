@@ -7,6 +7,7 @@ import time
 import uuid
 
 import structlog
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lipika.errors import PayloadTooLarge, error_response
@@ -120,3 +121,19 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+class GZipExceptStreams:
+    """GZip for ordinary responses; stream routes bypass it entirely, so no frame waits in a
+    compressor and no per-frame wrapper runs. `streams` matches the paths of stream routes."""
+
+    def __init__(self, app: ASGIApp, *, streams: re.Pattern[str], minimum_size: int = 1024) -> None:
+        self.app = app
+        self.streams = streams
+        self.gzip = GZipMiddleware(app, minimum_size=minimum_size)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.streams.match(scope["path"]):
+            await self.gzip(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeAlias
 
 from lipika.billing.policy import Outcome
 
@@ -38,12 +39,25 @@ class Usage:
         }
 
 
+FinishReason: TypeAlias = Literal["stop", "length", "content_filter"]
+
+
 @dataclass(frozen=True, slots=True)
 class ChatResult:
     text: str
     usage: Usage
-    finish_reason: Literal["stop", "length"] = "stop"
+    finish_reason: FinishReason = "stop"
     provider_request_id: str | None = field(default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    reason: FinishReason
+
+
+# What `ChatProvider.stream` yields: a text delta (str) as it arrives; a `Usage` whenever the
+# provider reports one (cumulative: the latest replaces earlier ones); one `Finish` at the end.
+StreamEvent: TypeAlias = str | Usage | Finish
 
 
 class ChatProvider(abc.ABC):
@@ -56,13 +70,24 @@ class ChatProvider(abc.ABC):
         """False when the provider is not configured (no API key): listed, but refused."""
         return True
 
-    @abc.abstractmethod
     def estimate_input_tokens(self, request: ChatRequest) -> int:
-        """An upper estimate of the input tokens, for the hold placed before the call."""
+        """An upper estimate of the input tokens, for the hold placed before the call.
+
+        No tokenizer is cheap and exact for every provider; English runs near four characters a
+        token, so half the characters plus a per-message overhead stays above the real count for
+        ordinary text. A capture above the hold is still charged in full (recorded as overage).
+        """
+        return sum(len(m.content) // 2 + 8 for m in request.messages) + 8
 
     @abc.abstractmethod
     async def complete(self, request: ChatRequest) -> ChatResult:
         """One non-streamed completion. Raises a `ProviderError` subclass on failure."""
+
+    @abc.abstractmethod
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """Streams a completion as `StreamEvent`s. Raises a `ProviderError` subclass on failure,
+        before or during the stream. Closing the iterator early (or cancelling the task reading
+        it) closes the upstream response, which is how a client disconnect cancels the call."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Releases clients the provider holds."""

@@ -7,10 +7,19 @@ max_output_tokens) tokens, so tests and demos can predict every charge.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+from collections.abc import AsyncIterator
 
-from lipika.providers.base import ChatProvider, ChatRequest, ChatResult, Usage
+from lipika.providers.base import (
+    ChatProvider,
+    ChatRequest,
+    ChatResult,
+    Finish,
+    StreamEvent,
+    Usage,
+)
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _PER_MESSAGE_OVERHEAD = 4
@@ -29,8 +38,11 @@ def count_tokens(text: str) -> int:
 class DemoProvider(ChatProvider):
     name = "demo"
 
-    def __init__(self, default_reply_tokens: int = DEFAULT_REPLY_TOKENS) -> None:
+    def __init__(
+        self, default_reply_tokens: int = DEFAULT_REPLY_TOKENS, token_delay: float = 0.0
+    ) -> None:
         self.default_reply_tokens = default_reply_tokens
+        self.token_delay = token_delay
 
     def estimate_input_tokens(self, request: ChatRequest) -> int:
         return sum(count_tokens(m.content) + _PER_MESSAGE_OVERHEAD for m in request.messages)
@@ -52,3 +64,13 @@ class DemoProvider(ChatProvider):
         usage = Usage(input_tokens=self.estimate_input_tokens(request), output_tokens=len(words))
         finish = "length" if len(words) >= request.max_output_tokens else "stop"
         return ChatResult(text=" ".join(words), usage=usage, finish_reason=finish)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """One word a token, like `complete`; usage grows with every word, as Gemini reports it."""
+        words = self.reply_words(request)
+        input_tokens = self.estimate_input_tokens(request)
+        for written, word in enumerate(words, start=1):
+            await asyncio.sleep(self.token_delay)
+            yield word if written == 1 else " " + word
+            yield Usage(input_tokens=input_tokens, output_tokens=written)
+        yield Finish("length" if len(words) >= request.max_output_tokens else "stop")
