@@ -47,6 +47,7 @@ async def chat_completions(
         include_usage=bool(body.stream_options and body.stream_options.include_usage),
         budget=settings.stream_budget_seconds,
     )
+    await stream.start(wait=settings.stream_heartbeat_seconds)
     return sse.sse_response(stream.frames(), heartbeat=settings.stream_heartbeat_seconds)
 
 

@@ -23,7 +23,7 @@ from lipika.chat.schemas import CompletionUsage
 from lipika.chat.service import Prepared, UpstreamFailed, completion_usage
 from lipika.errors import LipikaError
 from lipika.kit import sse
-from lipika.providers.base import Finish, ProviderError, Usage
+from lipika.providers.base import Finish, ProviderError, StreamEvent, Usage
 
 log = structlog.get_logger()
 
@@ -86,24 +86,35 @@ class ChatStream:
         self.reported: Usage | None = None
         self.relayed = 0
         self._settling: asyncio.Future[Settlement] | None = None
+        self._events: AsyncIterator[StreamEvent]
+        self._first: asyncio.Future[StreamEvent]
+
+    async def start(self, wait: float) -> None:
+        """Calls the provider and waits up to `wait` seconds for its first event, so that a
+        provider failing at once is answered with a plain HTTP error instead of a stream."""
+        self._events = self.prepared.provider.stream(self.prepared.request)
+        self._first = asyncio.ensure_future(anext(self._events))
+        await asyncio.wait({self._first}, timeout=wait)
+        if self._first.done() and isinstance(self._first.exception(), ProviderError):
+            exc = self._first.exception()
+            await self._settle(exc.outcome)
+            await self._events.aclose()
+            raise UpstreamFailed(exc) from exc
 
     async def frames(self) -> AsyncIterator[bytes]:
         yield self.chunks.role()
         finish = "stop"
         try:
             async with asyncio.timeout(self.budget):
-                async with contextlib.aclosing(
-                    self.prepared.provider.stream(self.prepared.request)
-                ) as events:
-                    async for event in events:
-                        if type(event) is str:
-                            if event:
-                                self.relayed += 1
-                                yield self.chunks.content(event)
-                        elif type(event) is Usage:
-                            self.reported = event
-                        elif type(event) is Finish:
-                            finish = event.reason
+                async for event in self._provider_events():
+                    if type(event) is str:
+                        if event:
+                            self.relayed += 1
+                            yield self.chunks.content(event)
+                    elif type(event) is Usage:
+                        self.reported = event
+                    elif type(event) is Finish:
+                        finish = event.reason
         except asyncio.CancelledError:
             await self._settle(Outcome.CLIENT_DISCONNECT)
             raise
@@ -129,6 +140,23 @@ class ChatStream:
             return
         await self._settle(outcome)
         yield sse.frame(error.body())
+
+    async def _provider_events(self) -> AsyncIterator[StreamEvent]:
+        """The first event (awaited by `start`), then the rest; the provider stream is closed
+        however this ends, which is what cancels the upstream call on a disconnect."""
+        try:
+            try:
+                yield await self._first
+            except StopAsyncIteration:
+                return
+            async for event in self._events:
+                yield event
+        finally:
+            if not self._first.done():
+                self._first.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._first
+            await self._events.aclose()
 
     def _usage_so_far(self) -> Usage:
         """What the provider reported, or (before it reports) the hold's input estimate and one
