@@ -246,7 +246,7 @@ def test_plan_limits_parse_to_micro_credits(shipped_book: PriceBook) -> None:
     assert free.daily_request_limit("demo") == 7
     assert free.daily_request_limit("gpt-5") == 3
     assert (every.models, every.daily_credit_cap, every.monthly_credits) == (None, 2_000_000, 0)
-    assert every.allows("grok-4") and every.daily_request_limit("grok-4") is None
+    assert every.allows("grok-4.5") and every.daily_request_limit("grok-4.5") is None
 
 
 def test_the_shipped_files_load_and_every_plan_names_priced_models() -> None:
