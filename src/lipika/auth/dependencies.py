@@ -20,7 +20,7 @@ API_KEY_PREFIX = "lpk_"
 _API_KEY_TOUCH_INTERVAL = timedelta(minutes=1)
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.state.settings
 
 
@@ -86,7 +86,9 @@ async def _resolve(
         key, role, kind = found
         if workspace_id is not None and workspace_id != key.workspace_id:
             raise NotFound("workspace not found")
-        await principals.touch_api_key(key.id, utcnow(), _API_KEY_TOUCH_INTERVAL)
+        now = utcnow()
+        if key.last_used_at is None or key.last_used_at < now - _API_KEY_TOUCH_INTERVAL:
+            await principals.touch_api_key(key.id, now, _API_KEY_TOUCH_INTERVAL)
         return Principal(key.user_id, key.workspace_id, kind, role, api_key_id=key.id)
 
     claims = decode_access_token(token, key=settings.signing_key)

@@ -9,11 +9,11 @@ from lipika.billing.service import BillingService
 from lipika.db import SessionDep
 
 
-def get_billing(request: Request, session: SessionDep) -> BillingService:
+async def get_billing(request: Request, session: SessionDep) -> BillingService:
     return BillingService(session, request.state.meter.plans)
 
 
-def get_meter(request: Request) -> Meter:
+async def get_meter(request: Request) -> Meter:
     return request.state.meter
 
 

@@ -31,49 +31,72 @@ def event(name: str, payload: Any) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
+class _Relay:
+    """State shared by the producer task, the heartbeat timer and the writer of one stream."""
+
+    def __init__(self) -> None:
+        self.pending: list[bytes] = []
+        self.ready = asyncio.Event()
+        self.ended = False
+        self.error: BaseException | None = None
+        self.quiet = True  # nothing produced since the last heartbeat tick
+        self.beat_due = False
+
+    def tick(self) -> None:
+        if self.quiet:
+            self.beat_due = True
+            self.ready.set()
+        self.quiet = True
+
+
 async def with_heartbeats(
     frames: AsyncIterator[bytes], *, heartbeat: float
 ) -> AsyncIterator[bytes]:
-    """Relays `frames`, adding a heartbeat comment after `heartbeat` seconds of silence.
+    """Relays `frames`, adding a heartbeat comment when a heartbeat period passes in silence.
 
     The producer runs as its own task, so a silent upstream never stalls the heartbeat, and
     closing this iterator (the client went away) cancels the producer, which closes the
-    upstream and settles. Frames produced while the writer was busy go out in one write.
+    upstream and settles. Frames produced while the writer was busy go out in one write. One
+    timer per period checks for silence, so a busy stream pays nothing per frame for it.
     """
-    pending: list[bytes] = []
-    ready = asyncio.Event()
-    ended: list[BaseException | None] = []
+    relay = _Relay()
+    loop = asyncio.get_running_loop()
 
     async def produce() -> None:
         try:
             async for chunk in frames:
-                pending.append(chunk)
-                ready.set()
+                relay.pending.append(chunk)
+                relay.quiet = False
+                relay.ready.set()
         except Exception as exc:  # raised again in the writer, inside the request
-            ended.append(exc)
-        else:
-            ended.append(None)
-        ready.set()
+            relay.error = exc
+        relay.ended = True
+        relay.ready.set()
+
+    def tick() -> None:
+        nonlocal timer
+        relay.tick()
+        timer = loop.call_later(heartbeat, tick)
 
     producer = asyncio.create_task(produce(), name="sse-producer")
+    timer = loop.call_later(heartbeat, tick)
     try:
         while True:
-            try:
-                async with asyncio.timeout(heartbeat):
-                    await ready.wait()
-            except TimeoutError:
+            await relay.ready.wait()
+            relay.ready.clear()
+            if relay.pending:
+                pending = relay.pending
+                relay.pending = []
+                yield pending[0] if len(pending) == 1 else b"".join(pending)
+            elif relay.beat_due:
                 yield HEARTBEAT
-                continue
-            ready.clear()
-            if pending:
-                batch = pending[0] if len(pending) == 1 else b"".join(pending)
-                pending.clear()
-                yield batch
-            if ended:
-                if ended[0] is not None:
-                    raise ended[0]
+            relay.beat_due = False
+            if relay.ended:
+                if relay.error is not None:
+                    raise relay.error
                 return
     finally:
+        timer.cancel()
         if not producer.done():
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
