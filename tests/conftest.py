@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -21,9 +22,12 @@ from lipika.db import Base, create_engine
 from lipika.logs import configure_logging
 from tests.fixtures.databases import REDIS_URL, PostgresDatabases, require_services
 
+if TYPE_CHECKING:
+    from tests.fixtures.fakes.fixtures import FakeProviders
+
 BACKENDS = ["sqlite", "postgres"]
 
-pytest_plugins = ["tests.fixtures.ledger"]
+pytest_plugins = ["tests.fixtures.ledger", "tests.fixtures.fakes.fixtures"]
 
 # Logs as in production (JSON lines, plain tracebacks); only warnings and errors in test output.
 configure_logging("WARNING", json=True)
@@ -80,6 +84,23 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     async with LifespanManager(application) as manager:
         yield manager.app
+
+
+@pytest.fixture(scope="session")
+async def provider_app(settings: Settings, fake_providers: FakeProviders) -> AsyncIterator[FastAPI]:
+    """A second app on the same databases, with every provider configured and pointed at the
+    fake servers. Accounts, tokens and keys made through `client` work here too."""
+    configured = Settings(**{**settings.model_dump(), **fake_providers.settings_kwargs()}, _env_file=None)
+    async with LifespanManager(create_app(configured)) as manager:
+        yield manager.app
+
+
+@pytest.fixture
+async def provider_client(provider_app: FastAPI, client: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
+    """`client`, but for `provider_app` (tables are emptied after the test, by `client`)."""
+    transport = httpx.ASGITransport(app=provider_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://lipika.test") as http:
+        yield http
 
 
 @pytest.fixture(scope="session")

@@ -23,3 +23,9 @@ async def api_key(client: httpx.AsyncClient, signup) -> str:
     response = await client.post("/v1/api-keys", json={"name": "sdk"}, headers=account.headers)
     assert response.status_code == 201, response.text
     return response.json()["key"]
+
+
+@pytest.fixture(scope="session")
+async def provider_live_url(provider_app: FastAPI) -> AsyncIterator[str]:
+    async with serve(provider_app) as url:
+        yield url

@@ -17,9 +17,13 @@ def ask(content: str, **extra) -> dict:
     return {"model": "demo", "messages": [{"role": "user", "content": content}], **extra}
 
 
-async def test_a_stream_relays_every_token_and_charges_its_usage(client: httpx.AsyncClient, signup) -> None:
+async def test_a_stream_relays_every_token_and_charges_its_usage(
+    client: httpx.AsyncClient, signup
+) -> None:
     account = await signup()
-    whole = await client.post("/v1/chat/completions", json=ask("Tell me a story"), headers=account.headers)
+    whole = await client.post(
+        "/v1/chat/completions", json=ask("Tell me a story"), headers=account.headers
+    )
     expected = whole.json()
     response = await client.post(
         "/v1/chat/completions",
@@ -50,7 +54,9 @@ async def test_without_include_usage_there_is_no_usage_chunk_but_the_charge_is_m
     client: httpx.AsyncClient, signup
 ) -> None:
     account = await signup()
-    response = await client.post("/v1/chat/completions", json=ask("Hi", stream=True), headers=account.headers)
+    response = await client.post(
+        "/v1/chat/completions", json=ask("Hi", stream=True), headers=account.headers
+    )
     stream = parse(response.text)
     assert stream.done and stream.usage is None and stream.deltas
     ledger = (await client.get("/v1/billing/ledger", headers=account.headers)).json()["data"]
@@ -58,18 +64,26 @@ async def test_without_include_usage_there_is_no_usage_chunk_but_the_charge_is_m
     assert ledger[0]["amount"] < 0
 
 
-async def test_refusals_come_before_the_stream_as_plain_errors(client: httpx.AsyncClient, signup, books) -> None:
+async def test_refusals_come_before_the_stream_as_plain_errors(
+    client: httpx.AsyncClient, signup, books
+) -> None:
     account = await signup()
     unknown = await client.post(
-        "/v1/chat/completions", json={**ask("Hi", stream=True), "model": "nope"}, headers=account.headers
+        "/v1/chat/completions",
+        json={**ask("Hi", stream=True), "model": "nope"},
+        headers=account.headers,
     )
     assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "model_not_found")
     too_big = await client.post(
-        "/v1/chat/completions", json=ask("Hi", stream=True, max_tokens=10**9), headers=account.headers
+        "/v1/chat/completions",
+        json=ask("Hi", stream=True, max_tokens=10**9),
+        headers=account.headers,
     )
     assert too_big.status_code == 200  # capped at the model's own ceiling, which fits
     await books.set_available(uuid.UUID(account.personal_workspace_id), 1)
-    broke = await client.post("/v1/chat/completions", json=ask("Hi", stream=True), headers=account.headers)
+    broke = await client.post(
+        "/v1/chat/completions", json=ask("Hi", stream=True), headers=account.headers
+    )
     assert (broke.status_code, broke.json()["error"]["code"]) == (402, "insufficient_credits")
     assert broke.headers["content-type"].startswith("application/json")
 

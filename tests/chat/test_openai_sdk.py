@@ -12,7 +12,9 @@ PRICE = PriceBook.load().get("demo")
 
 @pytest.fixture
 async def sdk(live_url: str, api_key: str):
-    async with openai.AsyncOpenAI(base_url=f"{live_url}/v1", api_key=api_key, max_retries=0) as client:
+    async with openai.AsyncOpenAI(
+        base_url=f"{live_url}/v1", api_key=api_key, max_retries=0
+    ) as client:
         yield client
 
 

@@ -132,7 +132,12 @@ class ChatStream:
             outcome = Outcome.INTERNAL_ERROR
         else:
             yield self.chunks.finish(finish)
-            settlement = await self._settle(Outcome.SUCCESS)
+            try:
+                settlement = await self._settle(Outcome.SUCCESS)
+            except Exception:  # the hold stays open; reconciliation releases it
+                log.exception("chat stream settlement failed", hold=str(self.held.ticket.hold_id))
+                yield sse.frame(StreamFailed("the charge could not be recorded").body())
+                return
             if self.include_usage:
                 usage = self.reported or self._usage_so_far()
                 yield self.chunks.usage(completion_usage(usage, settlement))

@@ -75,7 +75,7 @@ class ChatProvider(abc.ABC):
 
         No tokenizer is cheap and exact for every provider; English runs near four characters a
         token, so half the characters plus a per-message overhead stays above the real count for
-        ordinary text. A capture above the hold is still charged in full (recorded as overage).
+        ordinary text. Usage above the hold is charged the hold, no more (recorded as overage).
         """
         return sum(len(m.content) // 2 + 8 for m in request.messages) + 8
 

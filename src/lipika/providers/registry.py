@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from pydantic import SecretStr
 
 from lipika.config import Settings
+from lipika.providers.anthropic import AnthropicProvider
 from lipika.providers.base import ChatProvider
 from lipika.providers.demo import DemoProvider
+from lipika.providers.gemini import GeminiProvider
+from lipika.providers.openai import OpenAIProvider
+from lipika.providers.xai import XAIProvider
 
 
 @dataclass
@@ -23,4 +30,23 @@ class ProviderRegistry:
 
 
 def build_registry(settings: Settings) -> ProviderRegistry:
-    return ProviderRegistry({"demo": DemoProvider()})
+    return ProviderRegistry(
+        {
+            "demo": DemoProvider(),
+            "anthropic": AnthropicProvider(**_connection(settings, "anthropic")),
+            "openai": OpenAIProvider(**_connection(settings, "openai")),
+            "gemini": GeminiProvider(**_connection(settings, "gemini")),
+            "xai": XAIProvider(**_connection(settings, "xai")),
+        }
+    )
+
+
+def _connection(settings: Settings, name: str) -> dict[str, Any]:
+    """The constructor arguments of a provider adapter, from `settings.{name}_*`."""
+    key: SecretStr | None = getattr(settings, f"{name}_api_key")
+    return {
+        "api_key": key.get_secret_value() if key else None,
+        "base_url": getattr(settings, f"{name}_base_url"),
+        "timeout": settings.provider_timeout_seconds,
+        "max_retries": settings.provider_max_retries,
+    }

@@ -1,0 +1,199 @@
+"""Anthropic Messages through the official SDK, over its aiohttp transport.
+
+Usage arrives twice in a stream: input and cache counts in `message_start`, cumulative output
+in each `message_delta`. Anthropic's `input_tokens` leave out cache reads and cache writes; the
+ledger's input includes both, cache reads as cached input and cache writes at the plain input
+rate. A stream ends with `message_stop`; a failure mid-stream is an `event: error`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import anthropic
+import httpx2
+from orjson import JSONDecodeError, loads
+
+from lipika.providers.base import (
+    ChatProvider,
+    ChatRequest,
+    ChatResult,
+    Finish,
+    FinishReason,
+    ProviderAuthFailed,
+    ProviderError,
+    ProviderOverloaded,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderTimeout,
+    StreamEvent,
+    Usage,
+)
+
+_FINISH: dict[str | None, FinishReason] = {
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "refusal": "content_filter",
+}
+_BY_STATUS: dict[int, type[ProviderError]] = {
+    400: ProviderRejected,
+    401: ProviderAuthFailed,
+    403: ProviderAuthFailed,
+    404: ProviderRejected,
+    413: ProviderRejected,
+    422: ProviderRejected,
+    429: ProviderRateLimited,
+    503: ProviderOverloaded,
+    529: ProviderOverloaded,
+}
+_BY_TYPE: dict[str | None, type[ProviderError]] = {
+    "rate_limit_error": ProviderRateLimited,
+    "overloaded_error": ProviderOverloaded,
+}
+
+
+class AnthropicProvider(ChatProvider):
+    name = "anthropic"
+
+    def __init__(
+        self, api_key: str | None, base_url: str | None, *, timeout: float, max_retries: int
+    ) -> None:
+        self._client: anthropic.AsyncAnthropic | None = None
+        if api_key:
+            self._client = anthropic.AsyncAnthropic(
+                api_key=api_key,
+                base_url=base_url,
+                timeout=timeout,
+                max_retries=max_retries,
+                # httpx's connection pool costs CPU quadratic in the number of open streams.
+                http_client=anthropic.DefaultAioHttpClient(),
+            )
+
+    @property
+    def available(self) -> bool:
+        return self._client is not None
+
+    @property
+    def client(self) -> anthropic.AsyncAnthropic:
+        if self._client is None:
+            raise ProviderAuthFailed(f"{self.name}: no API key is configured")
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        try:
+            message = await self.client.messages.create(**params(request))
+        except anthropic.APIError as exc:
+            raise self.error(exc) from exc
+        u = message.usage
+        cache_read = u.cache_read_input_tokens or 0
+        input_tokens = u.input_tokens + cache_read + (u.cache_creation_input_tokens or 0)
+        return ChatResult(
+            text="".join(block.text for block in message.content if block.type == "text"),
+            usage=Usage(input_tokens, u.output_tokens, cache_read),
+            finish_reason=_FINISH.get(message.stop_reason, "stop"),
+            provider_request_id=message.id,
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """Reads the server-sent events itself: the SDK's typed events cost a model
+        construction per token. The SDK still sends the request, retries it and maps an error
+        status to its exceptions before the body is read. Events are told apart by their
+        `type`, which repeats the `event:` name."""
+        uncached = cache_read = cache_write = output = 0
+        stop_reason: str | None = None
+        stopped = False
+        try:
+            async with self.client.messages.with_streaming_response.create(
+                **params(request), stream=True
+            ) as response:
+                async for line in response.http_response.aiter_lines():
+                    if not line.startswith("data: "):
+                        continue  # `event:` lines and the blank line between events
+                    event = loads(line[6:])
+                    kind = event["type"]
+                    if kind == "content_block_delta":
+                        delta = event["delta"]
+                        if delta["type"] == "text_delta":
+                            yield delta["text"]
+                        continue
+                    if kind == "message_start":
+                        usage = event["message"]["usage"]
+                        uncached, output = usage["input_tokens"], usage["output_tokens"]
+                        cache_read = usage.get("cache_read_input_tokens") or 0
+                        cache_write = usage.get("cache_creation_input_tokens") or 0
+                    elif kind == "message_delta":
+                        usage = event["usage"]  # cumulative; input counts only when repeated
+                        output = usage["output_tokens"]
+                        uncached = usage.get("input_tokens") or uncached
+                        cache_read = usage.get("cache_read_input_tokens") or cache_read
+                        cache_write = usage.get("cache_creation_input_tokens") or cache_write
+                        stop_reason = event["delta"].get("stop_reason") or stop_reason
+                    elif kind == "message_stop":
+                        stopped = True
+                        continue
+                    elif kind == "error":
+                        raise self.stream_error(event.get("error") or {})
+                    else:
+                        continue  # ping, content_block_start/stop
+                    yield Usage(uncached + cache_read + cache_write, output, cache_read)
+        except (anthropic.APIError, httpx2.HTTPError) as exc:  # httpx2's come raw from the body
+            raise self.error(exc) from exc
+        except JSONDecodeError as exc:
+            raise ProviderError(f"{self.name}: a malformed event: {exc}") from exc
+        if not stopped:
+            raise ProviderError(f"{self.name}: the stream ended before message_stop")
+        yield Finish(_FINISH.get(stop_reason, "stop"))
+
+    def error(self, exc: anthropic.APIError | httpx2.HTTPError) -> ProviderError:
+        """The `ProviderError` for an SDK or transport error, before the stream or during it."""
+        if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException) and _timed_out(exc):
+            return ProviderTimeout(f"{self.name}: the request timed out")
+        if isinstance(exc, anthropic.APIConnectionError | httpx2.HTTPError):
+            return ProviderError(f"{self.name}: connection failed: {exc.__cause__ or exc}")
+        if isinstance(exc, anthropic.APIStatusError):
+            message = exc.api_message or exc.message
+            error = _BY_STATUS.get(exc.status_code, ProviderError)
+            return error(f"{self.name} answered {exc.status_code}: {message}")
+        return ProviderError(f"{self.name}: {exc.message}")
+
+    def stream_error(self, error: dict[str, Any]) -> ProviderError:
+        """An `event: error` inside the 200 stream: a plain ProviderError unless its type says
+        the provider was busy."""
+        kind = error.get("type")
+        return _BY_TYPE.get(kind, ProviderError)(f"{self.name}: {kind}: {error.get('message')}")
+
+
+def params(request: ChatRequest) -> dict[str, Any]:
+    """System messages go in `system`; a tool message (no tool-call id to answer) as user text.
+
+    No temperature: the API version this SDK sends (2026-10-21) no longer accepts one.
+    """
+    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+    messages = [
+        {"role": "assistant" if m.role == "assistant" else "user", "content": m.content}
+        for m in request.messages
+        if m.role != "system"
+    ]
+    result: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_output_tokens,
+        "messages": messages,
+    }
+    if system:
+        result["system"] = system
+    return result
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a timeout error was one. The SDK's aiohttp transport reports every aiohttp
+    connection error as a ConnectTimeout, a server hanging up before it answers included."""
+    root = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    return isinstance(root, TimeoutError) or not isinstance(root, aiohttp.ClientError)

@@ -1,0 +1,243 @@
+"""Gemini (the Gemini Developer API) through the official google-genai SDK.
+
+The SDK streams over aiohttp on its own whenever aiohttp is installed. Every chunk carries the
+cumulative `usage_metadata`: input is `prompt_token_count` (cached tokens included, tool-use
+prompts added), output is `candidates_token_count` plus `thoughts_token_count`, which Google
+bills as output. A stream ends with the chunk that carries a finish reason.
+
+The SDK validates every chunk into its pydantic models (about 0.3 ms of CPU a chunk) and has
+no public way to read the raw stream; Gemini sends many tokens a chunk, which keeps that
+bearable. The SDK's own behaviour is pinned down: automatic function calling off (there are no Python
+tools to call), retries only as configured (it otherwise retries connection errors once after
+a 1–10 s sleep), and its timeout bounds the whole call, stream included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+
+import aiohttp
+from google import genai
+from google.genai import errors, types
+
+from lipika.providers.base import (
+    ChatProvider,
+    ChatRequest,
+    ChatResult,
+    Finish,
+    FinishReason,
+    ProviderAuthFailed,
+    ProviderError,
+    ProviderOverloaded,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderTimeout,
+    StreamEvent,
+    Usage,
+)
+
+_FILTERED = ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY")
+_FINISH: dict[str, FinishReason] = {"MAX_TOKENS": "length"} | dict.fromkeys(
+    _FILTERED, "content_filter"
+)
+_BY_STATUS: dict[int, type[ProviderError]] = {
+    400: ProviderRejected,
+    401: ProviderAuthFailed,
+    403: ProviderAuthFailed,
+    404: ProviderRejected,
+    422: ProviderRejected,
+    429: ProviderRateLimited,
+    503: ProviderOverloaded,
+    529: ProviderOverloaded,
+}
+_NO_AFC = types.AutomaticFunctionCallingConfig(disable=True)
+
+
+class GeminiProvider(ChatProvider):
+    name = "gemini"
+
+    def __init__(
+        self, api_key: str | None, base_url: str | None, *, timeout: float, max_retries: int
+    ) -> None:
+        self._api_key = api_key
+        self._options = types.HttpOptions(
+            base_url=base_url,
+            timeout=int(timeout * 1000),  # milliseconds
+            retry_options=types.HttpRetryOptions(attempts=max_retries + 1),
+        )
+        self._client: genai.Client | None = None
+        self._session: aiohttp.ClientSession | None = None
+        # The HTTP response of each open stream, by the task that opened it (see `_opened`).
+        self._streams: weakref.WeakKeyDictionary[asyncio.Task, aiohttp.ClientResponse] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @property
+    def available(self) -> bool:
+        return bool(self._api_key)
+
+    @property
+    def client(self) -> genai.client.AsyncClient:
+        """The SDK's async client, made on first use: its aiohttp session needs a running loop."""
+        if not self._api_key:
+            raise ProviderAuthFailed(f"{self.name}: no API key is configured")
+        if self._client is None:
+            tracing = aiohttp.TraceConfig()
+            tracing.on_request_end.append(self._opened)
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0), trust_env=True, trace_configs=[tracing]
+            )
+            options = self._options.model_copy(update={"aiohttp_client": self._session})
+            self._client = genai.Client(vertexai=False, api_key=self._api_key, http_options=options)
+        return self._client.aio
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aio.aclose()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _opened(
+        self,
+        session: aiohttp.ClientSession,
+        context: SimpleNamespace,
+        params: aiohttp.TraceRequestEndParams,
+    ) -> None:
+        """Keeps the response of a stream, so that `stream` can close it when left early.
+
+        The SDK's stream holds its response in a reference cycle: closing the SDK's iterator
+        leaves the connection open (and the model generating) until the garbage collector
+        runs. This hook runs in the task that sends the request, which is the task reading it.
+        """
+        task = asyncio.current_task()
+        if task is not None and params.url.path.endswith(":streamGenerateContent"):
+            self._streams[task] = params.response
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        try:
+            response = await self.client.models.generate_content(
+                model=request.model, contents=contents(request), config=config(request)
+            )
+        except (errors.APIError, aiohttp.ClientError, TimeoutError) as exc:
+            raise self.error(exc) from exc
+        candidate = response.candidates[0] if response.candidates else None
+        parts = candidate.content.parts if candidate and candidate.content else None
+        if candidate is not None:
+            finish = candidate.finish_reason
+        elif response.prompt_feedback and response.prompt_feedback.block_reason:
+            finish = "SAFETY"  # the prompt itself was blocked
+        else:
+            finish = None
+        meta = response.usage_metadata
+        return ChatResult(
+            text="".join(p.text for p in parts or () if p.text and not p.thought),
+            usage=usage(meta) if meta else Usage(),
+            finish_reason=finish_reason(finish),
+            provider_request_id=response.response_id,
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        task = asyncio.current_task()
+        finish: types.FinishReason | str | None = None
+        last: Usage | None = None
+        upstream: AsyncIterator[types.GenerateContentResponse] | None = None
+        response: aiohttp.ClientResponse | None = None
+        started = False
+        try:
+            upstream = await self.client.models.generate_content_stream(
+                model=request.model, contents=contents(request), config=config(request)
+            )
+            async for chunk in upstream:
+                if not started:  # the request went out in this task, just now
+                    started = True
+                    response = self._streams.pop(task, None)
+                if chunk.candidates:
+                    candidate = chunk.candidates[0]
+                    content = candidate.content
+                    if content and content.parts:
+                        for part in content.parts:
+                            if part.text and not part.thought:
+                                yield part.text
+                    if candidate.finish_reason:
+                        finish = candidate.finish_reason
+                elif chunk.prompt_feedback and chunk.prompt_feedback.block_reason:
+                    finish = "SAFETY"
+                if chunk.usage_metadata:
+                    current = usage(chunk.usage_metadata)
+                    if current != last:
+                        last = current
+                        yield current
+        except (errors.APIError, aiohttp.ClientError, TimeoutError) as exc:
+            raise self.error(exc, mid_stream=started) from exc
+        finally:
+            if upstream is not None:
+                await upstream.aclose()  # type: ignore[attr-defined]
+            if response is None:
+                response = self._streams.pop(task, None)
+            if response is not None:
+                response.close()  # closes the connection unless the SDK already released it
+        if finish is None:
+            raise ProviderError(f"{self.name}: the stream ended without a finish reason")
+        yield Finish(finish_reason(finish))
+
+    def error(self, exc: Exception, *, mid_stream: bool = False) -> ProviderError:
+        """The `ProviderError` for an SDK or transport error. An error in the stream (Gemini
+        sends it as an error object in place of a chunk) is a plain ProviderError unless it
+        says the provider was busy: "rejected" and "auth" outcomes mean "before any output"."""
+        if isinstance(exc, TimeoutError):  # aiohttp's timeouts are TimeoutErrors too
+            return ProviderTimeout(f"{self.name}: the request timed out")
+        if isinstance(exc, aiohttp.ClientError):
+            return ProviderError(f"{self.name}: connection failed: {exc}")
+        assert isinstance(exc, errors.APIError)
+        message = f"{self.name} answered {exc.code} {exc.status}: {exc.message}"
+        if exc.code == 400 and _reason(exc) == "API_KEY_INVALID":  # Google's answer to a bad key
+            return ProviderAuthFailed(message)
+        error = _BY_STATUS.get(exc.code, ProviderError)
+        if mid_stream and error in (ProviderRejected, ProviderAuthFailed):
+            error = ProviderError
+        return error(message)
+
+
+def contents(request: ChatRequest) -> list[types.Content]:
+    """The turns without the system messages; the assistant's role is "model" and a tool
+    message (no function-call id to answer) goes as user text."""
+    return [
+        types.Content(
+            role="model" if m.role == "assistant" else "user", parts=[types.Part(text=m.content)]
+        )
+        for m in request.messages
+        if m.role != "system"
+    ]
+
+
+def config(request: ChatRequest) -> types.GenerateContentConfig:
+    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+    return types.GenerateContentConfig(
+        system_instruction=system or None,
+        max_output_tokens=request.max_output_tokens,
+        temperature=request.temperature,
+        automatic_function_calling=_NO_AFC,
+    )
+
+
+def finish_reason(reason: types.FinishReason | str | None) -> FinishReason:
+    name = getattr(reason, "value", reason)
+    return _FINISH.get(name, "stop") if isinstance(name, str) else "stop"
+
+
+def usage(meta: types.GenerateContentResponseUsageMetadata) -> Usage:
+    prompt = (meta.prompt_token_count or 0) + (meta.tool_use_prompt_token_count or 0)
+    output = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
+    return Usage(prompt, output, meta.cached_content_token_count or 0)
+
+
+def _reason(exc: errors.APIError) -> str | None:
+    """The `reason` of the first ErrorInfo in a Google error body, if any."""
+    body = exc.details if isinstance(exc.details, dict) else {}
+    for detail in body.get("error", {}).get("details") or []:
+        if isinstance(detail, dict) and "reason" in detail:
+            return detail["reason"]
+    return None

@@ -1,0 +1,183 @@
+"""OpenAI Chat Completions through the official SDK, over its aiohttp transport.
+
+Streams ask for `stream_options.include_usage`, so the last chunk (with `choices == []`)
+carries the usage of the whole request, and end with `data: [DONE]`: a stream that stops
+before it was cut short. A failure mid-stream is a `data: {"error": ...}` event.
+`completion_tokens` include the reasoning tokens at OpenAI; providers on the same wire that
+count reasoning apart (xAI) override `billed_output_tokens`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import httpx2
+import openai
+from orjson import JSONDecodeError, loads
+
+from lipika.providers.base import (
+    ChatProvider,
+    ChatRequest,
+    ChatResult,
+    Finish,
+    FinishReason,
+    ProviderAuthFailed,
+    ProviderError,
+    ProviderOverloaded,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderTimeout,
+    StreamEvent,
+    Usage,
+)
+
+_FINISH: dict[str | None, FinishReason] = {"length": "length", "content_filter": "content_filter"}
+_INCLUDE_USAGE = {"include_usage": True}
+_NONE: dict[str, Any] = {}
+# The request has no tool-call ids to answer a tool call with, so a tool message goes as user text.
+_ROLES = {"system": "system", "user": "user", "assistant": "assistant", "tool": "user"}
+_BY_STATUS: dict[int, type[ProviderError]] = {
+    400: ProviderRejected,
+    401: ProviderAuthFailed,
+    403: ProviderAuthFailed,
+    404: ProviderRejected,
+    422: ProviderRejected,
+    429: ProviderRateLimited,
+    503: ProviderOverloaded,
+    529: ProviderOverloaded,
+}
+
+
+class OpenAIProvider(ChatProvider):
+    name = "openai"
+    default_base_url: str | None = None  # the SDK's own (or OPENAI_BASE_URL)
+
+    def __init__(
+        self, api_key: str | None, base_url: str | None, *, timeout: float, max_retries: int
+    ) -> None:
+        self._client: openai.AsyncOpenAI | None = None
+        if api_key:
+            self._client = openai.AsyncOpenAI(
+                api_key=api_key,
+                base_url=base_url or self.default_base_url,
+                timeout=timeout,
+                max_retries=max_retries,
+                # httpx's connection pool costs CPU quadratic in the number of open streams.
+                http_client=openai.DefaultAioHttpClient(),
+            )
+
+    @property
+    def available(self) -> bool:
+        return self._client is not None
+
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            raise ProviderAuthFailed(f"{self.name}: no API key is configured")
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        try:
+            response = await self.client.chat.completions.create(**self.params(request))
+        except openai.APIError as exc:
+            raise self.error(exc) from exc
+        if not response.choices:
+            raise ProviderError(f"{self.name}: the response has no choices")
+        choice = response.choices[0]
+        return ChatResult(
+            text=choice.message.content or "",
+            usage=self.usage(response.usage.model_dump()) if response.usage else Usage(),
+            finish_reason=_FINISH.get(choice.finish_reason, "stop"),
+            provider_request_id=response.id,
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """Reads the server-sent events itself: the SDK's typed chunks cost a model construction
+        per token, most of the CPU a relayed token costs. The SDK still sends the request,
+        retries it and maps an error status to its exceptions before the body is read."""
+        finish: str | None = None
+        done = False
+        try:
+            async with self.client.chat.completions.with_streaming_response.create(
+                **self.params(request), stream=True, stream_options=_INCLUDE_USAGE
+            ) as response:
+                async for line in response.http_response.aiter_lines():
+                    if not line.startswith("data: "):
+                        continue  # the blank line between events
+                    if line == "data: [DONE]":
+                        done = True  # the body is read on to its end, so the connection is reused
+                        continue
+                    chunk = loads(line[6:])
+                    if choices := chunk.get("choices"):
+                        choice = choices[0]
+                        if text := (choice.get("delta") or _NONE).get("content"):
+                            yield text
+                        if reason := choice.get("finish_reason"):
+                            finish = reason
+                    elif error := chunk.get("error"):
+                        raise ProviderError(f"{self.name}: {_message(error) or error}")
+                    if usage := chunk.get("usage"):
+                        yield self.usage(usage)
+        except (openai.APIError, httpx2.HTTPError) as exc:  # httpx2's come raw from the body
+            raise self.error(exc) from exc
+        except JSONDecodeError as exc:
+            raise ProviderError(f"{self.name}: a malformed event: {exc}") from exc
+        if not done:
+            raise ProviderError(f"{self.name}: the stream ended before [DONE]")
+        yield Finish(_FINISH.get(finish, "stop"))
+
+    def params(self, request: ChatRequest) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": request.model,
+            "messages": [{"role": _ROLES[m.role], "content": m.content} for m in request.messages],
+            "max_completion_tokens": request.max_output_tokens,
+        }
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
+        return params
+
+    def usage(self, usage: dict[str, Any]) -> Usage:
+        """The ledger's usage from a usage object (as JSON): prompt_tokens include the cached."""
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        return Usage(usage["prompt_tokens"], self.billed_output_tokens(usage), cached)
+
+    def billed_output_tokens(self, usage: dict[str, Any]) -> int:
+        """The output the provider charges for; OpenAI's completion_tokens include reasoning."""
+        return usage["completion_tokens"]
+
+    def error(self, exc: openai.APIError | httpx2.HTTPError) -> ProviderError:
+        """The `ProviderError` for an SDK or transport error, before the stream or during it."""
+        if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException) and _timed_out(exc):
+            return ProviderTimeout(f"{self.name}: the request timed out")
+        if isinstance(exc, openai.APIConnectionError | httpx2.HTTPError):
+            return ProviderError(f"{self.name}: connection failed: {exc.__cause__ or exc}")
+        if isinstance(exc, openai.APIStatusError):
+            return self.status_error(exc.status_code, _message(exc.body) or exc.message)
+        return ProviderError(f"{self.name}: {exc.message}")
+
+    def status_error(self, status: int, message: str) -> ProviderError:
+        error = _BY_STATUS.get(status, ProviderError)
+        return error(f"{self.name} answered {status}: {message}")
+
+
+def _message(body: object) -> str | None:
+    """The provider's own message: `{"message": ...}`, or a bare string (xAI's flat bodies)."""
+    if isinstance(body, dict):
+        message = body.get("message")
+        return message if isinstance(message, str) else None
+    return body if isinstance(body, str) else None
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a timeout error was one. The SDK's aiohttp transport reports every aiohttp
+    connection error as a ConnectTimeout, a server hanging up before it answers included."""
+    root = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    return isinstance(root, TimeoutError) or not isinstance(root, aiohttp.ClientError)
