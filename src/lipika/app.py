@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ import structlog
 from fastapi import FastAPI
 
 from lipika import __version__, migrate
+from lipika.agent.runner import Agent
 from lipika.apikeys.endpoints import router as api_keys_router
 from lipika.auth.endpoints import router as auth_router
 from lipika.billing.endpoints import router as billing_router
@@ -31,6 +33,7 @@ from lipika.kit.middleware import (
 )
 from lipika.providers.registry import build_registry
 from lipika.redis import create_redis
+from lipika.threads.endpoints import router as threads_router
 from lipika.workspaces.endpoints import router as workspaces_router
 
 log = structlog.get_logger()
@@ -53,11 +56,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checkpoint_db = await CheckpointDB.open(settings)
         meter = build_meter(settings, engine)
         providers = build_registry(settings)
+        agent = await Agent.open(settings, meter, checkpoint_db)
         reconciler = Reconciler(meter, sessionmaker)
         loop = asyncio.create_task(
             reconcile_forever(reconciler, redis, settings.reconcile_interval_seconds),
             name="reconcile",
         )
+        # Everything built so far lives as long as the process: keep it out of the collector's
+        # full passes, which otherwise scan every imported SDK model on each run.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
         log.info(
             "started", env=settings.env, embedded=settings.embedded, redis=bool(settings.redis_url)
         )
@@ -70,12 +79,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "checkpoint_db": checkpoint_db,
                 "meter": meter,
                 "providers": providers,
+                "agent": agent,
                 "reconciler": reconciler,
             }
         finally:
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
+            await agent.aclose()
             await meter.aclose()
             await providers.aclose()
             await checkpoint_db.close()
@@ -91,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         api_keys_router,
         billing_router,
         chat_router,
+        threads_router,
     )
     for router in routers:
         app.include_router(router)

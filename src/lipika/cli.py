@@ -27,9 +27,11 @@ cli = typer.Typer(
 credits_cli = typer.Typer(no_args_is_help=True, help="Grant or adjust a workspace's credits.")
 plans_cli = typer.Typer(no_args_is_help=True, help="Put workspaces on plans.")
 ledger_cli = typer.Typer(no_args_is_help=True, help="Inspect the ledger.")
+checkpoints_cli = typer.Typer(no_args_is_help=True, help="Keep the checkpoint database bounded.")
 cli.add_typer(credits_cli, name="credits")
 cli.add_typer(plans_cli, name="plans")
 cli.add_typer(ledger_cli, name="ledger")
+cli.add_typer(checkpoints_cli, name="checkpoints")
 
 EmailOpt = typer.Option(None, "--email", help="The user whose personal workspace is meant.")
 WorkspaceOpt = typer.Option(None, "--workspace", help="A workspace id.")
@@ -124,6 +126,22 @@ def reconcile(once: bool = typer.Option(False, "--once", help="One pass, then ex
     typer.echo(
         f"expired holds: {report.expired_holds}, allowances: {report.allowances}, "
         f"pruned counters: {report.pruned_counters}"
+    )
+
+
+@checkpoints_cli.command("prune")
+def checkpoints_prune(
+    keep: int | None = typer.Option(
+        None, "--keep", min=1, help="Checkpoints kept per thread (default: the setting)."
+    ),
+) -> None:
+    """Keep each thread's latest checkpoints; delete those of threads that no longer exist."""
+    from lipika.threads.commands import prune_checkpoints
+
+    outcome = asyncio.run(prune_checkpoints(_settings(), keep))
+    typer.echo(
+        f"threads: {outcome.threads}, checkpoints deleted: {outcome.checkpoints_deleted}, "
+        f"deleted threads cleared: {outcome.orphans_deleted}"
     )
 
 

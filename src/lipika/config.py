@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     provider_max_retries: int = Field(2, ge=0, le=10)
     stream_budget_seconds: float = Field(600, gt=0)
     stream_heartbeat_seconds: float = Field(15, gt=0)
+    agent_max_steps: int = Field(10, ge=1, le=100)
+    checkpoints_kept_per_thread: int = Field(10, ge=1)
 
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> Settings:

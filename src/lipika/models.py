@@ -4,6 +4,7 @@ from lipika.apikeys.models import ApiKey
 from lipika.auth.models import AuthSession, RefreshToken, User
 from lipika.billing.models import Hold, LedgerEntry, MemberCap, UsageCounter, Wallet
 from lipika.db import Base
+from lipika.threads.models import Thread
 from lipika.workspaces.models import Invitation, Membership, Workspace
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "MemberCap",
     "Membership",
     "RefreshToken",
+    "Thread",
     "UsageCounter",
     "User",
     "Wallet",

@@ -1,0 +1,182 @@
+"""One run of the agent graph on one thread: a task that feeds a queue of typed events.
+
+The run executes as its own task, so that a silent model never stalls the heartbeats, and so
+that its end (releasing the thread, pruning checkpoints) happens whether or not anyone is still
+listening. Events (plain dicts, framed by the caller):
+
+    {"type": "token", "text": ...}
+    {"type": "tool_start", "step", "call_id", "tool", "args"}
+    {"type": "tool_end", "step", "call_id", "tool", "status", "output", "credits_charged", "balance_after"}
+    {"type": "usage", "step", "model", "input_tokens", "cached_input_tokens", "output_tokens",
+     "credits_charged", "balance_after"}                     (after every model step)
+    {"type": "done", "credits_charged", "balance_after", "steps"}           (terminal)
+    {"type": "error", "error": {type, code, message, param, details}, "credits_charged", ...} (terminal)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+import structlog
+from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphRecursionError
+from langgraph.graph.state import CompiledStateGraph
+
+from lipika.agent.context import RunContext
+from lipika.agent.errors import RunInternalError, RunStepLimitReached, RunTimedOut
+from lipika.billing.policy import Outcome
+from lipika.errors import LipikaError
+
+log = structlog.get_logger()
+
+Event = dict[str, Any]
+
+
+class AgentRun:
+    """One run of the graph on one thread, as a task that feeds a queue of events."""
+
+    def __init__(
+        self,
+        thread_id: uuid.UUID,
+        message_id: str,
+        graph: CompiledStateGraph,
+        config: RunnableConfig,
+        graph_input: Mapping[str, Any],
+        context: RunContext,
+        *,
+        budget_seconds: float,
+        on_finish: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.thread_id = thread_id
+        self.message_id = message_id  # the user's message that started the run
+        self.graph = graph
+        self.config = config
+        self.input = graph_input
+        self.context = context
+        self.budget_seconds = budget_seconds
+        self.on_finish = on_finish
+        self._events: asyncio.Queue[Event | None] = asyncio.Queue()
+        self.error: LipikaError | None = None  # why the run failed, once it has
+        self._task: asyncio.Task[None] | None = None
+        self._done_callbacks: list[Callable[[AgentRun], object]] = []
+        self._first_event: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._streaming = False
+
+    @property
+    def run_id(self) -> uuid.UUID:
+        return self.context.run_id
+
+    def on_done(self, callback: Callable[[AgentRun], object]) -> None:
+        self._done_callbacks.append(callback)
+
+    async def start(self, first_event_wait: float = 0) -> None:
+        """Starts the run's task; returns once its first step is admitted and has produced an
+        event (or `first_event_wait` seconds have passed). A run that ended before streaming
+        anything raises its error here instead."""
+        self._task = task = asyncio.create_task(self._run(), name=f"agent-run-{self.run_id}")
+        for callback in self._done_callbacks:
+            task.add_done_callback(lambda _, cb=callback: cb(self))
+        try:
+            admitted = self.context.admitted
+            await asyncio.wait({admitted, task}, return_when=asyncio.FIRST_COMPLETED)
+            if admitted.done() and first_event_wait > 0:
+                await asyncio.wait(
+                    {self._first_event, task},
+                    timeout=first_event_wait,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+        except asyncio.CancelledError:
+            await self.cancel(Outcome.CLIENT_DISCONNECT)
+            raise
+        if not self.context.admitted.done() or (task.done() and not self._first_event.done()):
+            await task
+            raise self.error or RunInternalError("the run ended before it started")
+        self._streaming = True  # from here on, errors are the stream's terminal event
+
+    async def events(self) -> AsyncIterator[Event]:
+        """The run's events up to the terminal one. Leaving early cancels the run (the client
+        went away): the step in flight is settled by the charge policy for a disconnect."""
+        ended = False
+        try:
+            while (event := await self._events.get()) is not None:
+                yield event
+            ended = True
+        finally:
+            if not ended:
+                await self.cancel(Outcome.CLIENT_DISCONNECT)
+
+    async def cancel(self, reason: Outcome) -> None:
+        """Stops the run, if it still runs, and waits until it has settled and finished."""
+        task = self._task
+        if task is None or task.done():
+            return
+        self.context.stop_reason = reason
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        watchdog = loop.call_later(self.budget_seconds, self._out_of_time)
+        terminal: Event | None = None
+        try:
+            async for event in self.graph.astream(
+                self.input, self.config, context=self.context, stream_mode="custom"
+            ):
+                self._events.put_nowait(event)
+                if not self._first_event.done():
+                    self._first_event.set_result(None)
+            terminal = {"type": "done", **self.totals()}
+        except asyncio.CancelledError:
+            if self.context.stop_reason != Outcome.PROVIDER_TIMEOUT:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            terminal = self._failed(
+                RunTimedOut(f"the run took longer than {self.budget_seconds:g} s")
+            )
+        except LipikaError as exc:
+            terminal = self._failed(exc)
+        except GraphRecursionError:
+            terminal = self._failed(RunStepLimitReached("the run reached its step limit"))
+        except Exception as exc:  # noqa: BLE001 - the client gets a typed error either way
+            log.exception("agent_run_failed", run_id=str(self.run_id), error=repr(exc))
+            terminal = self._failed(RunInternalError("the agent failed"))
+        finally:
+            watchdog.cancel()
+            # The thread is released before the terminal event goes out, so a client that
+            # sends its next message on `done` is never refused as a double text.
+            await asyncio.shield(self._finish())
+            if terminal is not None:
+                self._events.put_nowait(terminal)
+            self._events.put_nowait(None)
+
+    async def _finish(self) -> None:
+        try:
+            await self.on_finish()
+        except Exception as exc:  # noqa: BLE001
+            log.exception("agent_run_finish_failed", run_id=str(self.run_id), error=repr(exc))
+
+    def _out_of_time(self) -> None:
+        if self._task is not None and not self._task.done():
+            self.context.stop_reason = Outcome.PROVIDER_TIMEOUT
+            self._task.cancel()
+
+    def _failed(self, error: LipikaError) -> Event | None:
+        """The terminal error event; None for a run refused before it was admitted, whose
+        error `start()` raises instead."""
+        self.error = error
+        if not self._first_event.done() and not self._streaming:
+            return None  # nothing streamed and start() still waits: it raises the error instead
+        return {"type": "error", **error.body(), **self.totals()}
+
+    def totals(self) -> Event:
+        budget = self.context.budget
+        return {
+            "credits_charged": budget.spent,
+            "balance_after": self.context.balance_after,
+            "steps": budget.steps,
+        }

@@ -1,0 +1,220 @@
+"""The agent as the app uses it: one graph per process on the checkpointer, the models and
+tools, and the start of runs (see `run.py` for a run's life and its events)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+
+from lipika.agent.checkpoints import CheckpointRetention, open_saver
+from lipika.agent.context import RunBudget, RunContext
+from lipika.agent.demo import DemoChatModel
+from lipika.agent.errors import ModelUnavailable
+from lipika.agent.graph import build_graph
+from lipika.agent.models import PROVIDERS, ModelProvider
+from lipika.agent.run import AgentRun
+from lipika.agent.tools import TOOLS, AgentTool
+from lipika.agent.usage import estimate_input_tokens
+from lipika.billing.errors import UnknownPrice
+from lipika.billing.meter import Meter
+from lipika.billing.policy import Outcome
+from lipika.billing.pricebook import Price, PriceBookError
+from lipika.checkpoint import CheckpointDB
+from lipika.config import Settings
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """One message to run on a thread, with the caller's limits."""
+
+    thread_id: uuid.UUID
+    workspace_id: uuid.UUID
+    user_id: uuid.UUID | None
+    content: str
+    model: str
+    max_output_tokens: int | None = None
+    max_steps: int | None = None
+    max_credits: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _BoundModel:
+    runnable: Runnable[Any, BaseMessage]
+    estimate: Callable[[Sequence[BaseMessage]], int]
+
+
+class Agent:
+    """The compiled graph on its checkpointer, the tools, and what a run needs to start."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        meter: Meter,
+        saver: BaseCheckpointSaver,
+        tools: Sequence[AgentTool] = TOOLS,
+        providers: Mapping[str, ModelProvider] = PROVIDERS,
+    ) -> None:
+        for tool in tools:
+            if meter.price_book.get(tool.price) is None:
+                raise PriceBookError(f"the price book does not price the agent tool {tool.price!r}")
+        self.settings = settings
+        self.meter = meter
+        self.saver = saver
+        self.tools = {tool.name: tool for tool in tools}
+        self.providers = providers
+        self.graph: CompiledStateGraph = build_graph(tools, saver)
+        self.retention = CheckpointRetention(saver, settings.checkpoints_kept_per_thread)
+        self._runs: set[AgentRun] = set()
+        self._models: dict[tuple[str, ModelProvider], _BoundModel] = {}
+
+    @classmethod
+    async def open(cls, settings: Settings, meter: Meter, checkpoint_db: CheckpointDB) -> Agent:
+        return cls(settings, meter, await open_saver(checkpoint_db))
+
+    def model_price(self, model: str) -> Price:
+        """The model's price; 404 if the price book has no such model, 503 if not configured."""
+        price = self.meter.price_book.get(model)
+        if price is None or price.kind != "model":
+            raise UnknownPrice(f"model {model!r} does not exist", price=model)
+        provider = self.providers.get(price.provider or "")
+        if provider is None or not provider.available(self.settings):
+            raise ModelUnavailable(f"model {model!r} is not available on this server")
+        return price
+
+    async def history(self, thread_id: uuid.UUID) -> list[BaseMessage]:
+        """The thread's messages, from its latest checkpoint."""
+        snapshot = await self.graph.aget_state(_config(thread_id))
+        return list(snapshot.values.get("messages", []))
+
+    async def forget(self, thread_id: uuid.UUID) -> None:
+        await self.saver.adelete_thread(str(thread_id))
+
+    async def start(
+        self, request: RunRequest, on_finish: Callable[[], Awaitable[None]] | None = None
+    ) -> AgentRun:
+        """Starts the run; returns once its first step holds its credits and has produced its
+        first event (or after `stream_heartbeat_seconds`, as the chat stream waits).
+
+        A run refused before that (not enough credits, model not in the plan, limits) or whose
+        provider fails before any output raises its error here, so that the caller can answer
+        with a plain HTTP status instead of a stream holding only an error.
+        """
+        context = self._context(request)
+        history = await self.history(request.thread_id)
+        now = datetime.now(UTC).isoformat()
+        message = HumanMessage(
+            content=request.content,
+            id=str(uuid.uuid4()),
+            response_metadata={"created_at": now, "user_id": str(request.user_id or "")},
+        )
+        run = AgentRun(
+            request.thread_id,
+            message.id or "",
+            self.graph,
+            _config(request.thread_id, context.budget.max_steps),
+            {"messages": [*_close_dangling_tool_calls(history), message]},
+            context,
+            budget_seconds=self.settings.stream_budget_seconds,
+            on_finish=self._finisher(request.thread_id, on_finish),
+        )
+        self._runs.add(run)
+        run.on_done(self._runs.discard)
+        await run.start(first_event_wait=self.settings.stream_heartbeat_seconds)
+        return run
+
+    async def aclose(self) -> None:
+        """Stops the runs still going (shutdown is our failure: their steps in flight are free)."""
+        for run in list(self._runs):
+            await run.cancel(Outcome.INTERNAL_ERROR)
+
+    def _context(self, request: RunRequest) -> RunContext:
+        price = self.model_price(request.model)
+        provider = self.providers[price.provider or ""]
+        model = self._model(price, provider)
+        limit = price.max_output_tokens or 4096
+        max_steps = self.settings.agent_max_steps
+        return RunContext(
+            run_id=uuid.uuid4(),
+            workspace_id=request.workspace_id,
+            user_id=request.user_id,
+            meter=self.meter,
+            price=price,
+            model=model.runnable,
+            estimate_input_tokens=model.estimate,
+            output_limit_arg=provider.output_limit_arg,
+            max_output_tokens=min(request.max_output_tokens or limit, limit),
+            tools=self.tools,
+            budget=RunBudget(
+                max_steps=min(request.max_steps or max_steps, max_steps),
+                max_credits=request.max_credits,
+            ),
+        )
+
+    def _model(self, price: Price, provider: ModelProvider) -> _BoundModel:
+        """The chat model with the tools bound, built once per model (some SDK clients take
+        a tenth of a second to build) and shared by every run: models hold no run state."""
+        key = (price.name, provider)
+        if key not in self._models:
+            chat_model = provider.build(self.settings, price)
+            tools = [t.tool for t in self.tools.values()]
+            if isinstance(chat_model, DemoChatModel):
+                estimate: Callable[[Sequence[BaseMessage]], int] = chat_model.estimate_input_tokens
+            else:
+                schemas = [convert_to_openai_tool(t) for t in tools]
+
+                def estimate(messages: Sequence[BaseMessage]) -> int:
+                    return estimate_input_tokens(messages, schemas)
+
+            self._models[key] = _BoundModel(chat_model.bind_tools(tools), estimate)
+        return self._models[key]
+
+    def _finisher(
+        self, thread_id: uuid.UUID, then: Callable[[], Awaitable[None]] | None
+    ) -> Callable[[], Awaitable[None]]:
+        async def finish() -> None:
+            try:
+                await self.retention.prune([str(thread_id)])
+            except Exception as exc:  # noqa: BLE001 - pruning again later is harmless
+                log.warning("checkpoint_prune_failed", thread_id=str(thread_id), error=repr(exc))
+            if then is not None:
+                await then()
+
+        return finish
+
+
+def _config(thread_id: uuid.UUID, max_steps: int | None = None) -> RunnableConfig:
+    config: RunnableConfig = {"configurable": {"thread_id": str(thread_id)}}
+    if max_steps is not None:
+        # Our step cap (every model and tool call) binds first; LangGraph's is a backstop.
+        config["recursion_limit"] = 2 * max_steps + 4
+    return config
+
+
+def _close_dangling_tool_calls(history: Sequence[BaseMessage]) -> list[ToolMessage]:
+    """Results for tool calls a failed run never answered: every provider refuses a
+    conversation with an unanswered tool call, so the next message would fail forever."""
+    answered = {m.tool_call_id for m in history if isinstance(m, ToolMessage)}
+    return [
+        ToolMessage(
+            content="error: the run stopped before this tool call completed",
+            tool_call_id=call["id"],
+            name=call["name"],
+            status="error",
+        )
+        for message in history
+        if isinstance(message, AIMessage)
+        for call in message.tool_calls
+        if call["id"] not in answered
+    ]

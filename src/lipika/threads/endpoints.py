@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+
+from lipika.agent.run import AgentRun
+from lipika.agent.runner import Agent
+from lipika.auth.dependencies import CurrentMember, SettingsDep
+from lipika.db import SessionDep
+from lipika.kit import sse
+from lipika.threads.schemas import (
+    MessageIn,
+    MessagePage,
+    RunOut,
+    ThreadCreate,
+    ThreadOut,
+    ThreadPage,
+    ThreadUpdate,
+)
+from lipika.threads.service import (
+    RunLocks,
+    ThreadService,
+    run_to_completion,
+    start_run,
+)
+
+router = APIRouter(tags=["threads"])
+
+
+async def get_agent(request: Request) -> Agent:
+    return request.state.agent
+
+
+AgentDep = Annotated[Agent, Depends(get_agent)]
+
+
+async def get_threads(
+    request: Request, session: SessionDep, agent: AgentDep, settings: SettingsDep
+) -> ThreadService:
+    return ThreadService(
+        session, agent, RunLocks(request.state.redis, settings.stream_budget_seconds)
+    )
+
+
+ThreadsDep = Annotated[ThreadService, Depends(get_threads)]
+
+
+@router.post("/v1/threads", response_model=ThreadOut, status_code=status.HTTP_201_CREATED)
+async def create_thread(body: ThreadCreate, me: CurrentMember, threads: ThreadsDep) -> ThreadOut:
+    """A new thread in the caller's workspace."""
+    return await threads.create(me, body.title)
+
+
+@router.get("/v1/threads", response_model=ThreadPage)
+async def list_threads(
+    me: CurrentMember,
+    threads: ThreadsDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> ThreadPage:
+    """The workspace's threads, most recently active first."""
+    return await threads.page(me, limit, cursor)
+
+
+@router.get("/v1/threads/{thread_id}", response_model=ThreadOut)
+async def get_thread(thread_id: uuid.UUID, me: CurrentMember, threads: ThreadsDep) -> ThreadOut:
+    return await threads.get(me, thread_id)
+
+
+@router.patch("/v1/threads/{thread_id}", response_model=ThreadOut)
+async def rename_thread(
+    thread_id: uuid.UUID, body: ThreadUpdate, me: CurrentMember, threads: ThreadsDep
+) -> ThreadOut:
+    return await threads.rename(me, thread_id, body.title)
+
+
+@router.delete("/v1/threads/{thread_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_thread(thread_id: uuid.UUID, me: CurrentMember, threads: ThreadsDep) -> None:
+    """The thread and its history (its creator or a workspace admin; 409 while it runs)."""
+    await threads.delete(me, thread_id)
+
+
+@router.get("/v1/threads/{thread_id}/messages", response_model=MessagePage)
+async def thread_history(
+    thread_id: uuid.UUID,
+    me: CurrentMember,
+    threads: ThreadsDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    before: Annotated[str | None, Query(max_length=200, description="a message id")] = None,
+) -> MessagePage:
+    """The thread's messages, oldest first: the last `limit` (before `before`)."""
+    return await threads.history(me, thread_id, limit, before)
+
+
+@router.post(
+    "/v1/threads/{thread_id}/messages",
+    response_model=RunOut,
+    responses={200: {"content": {sse.MEDIA_TYPE: {}}, "description": "SSE when `stream` is true"}},
+)
+async def send_message(
+    thread_id: uuid.UUID,
+    body: MessageIn,
+    me: CurrentMember,
+    session: SessionDep,
+    threads: ThreadsDep,
+    agent: AgentDep,
+    settings: SettingsDep,
+) -> Response | RunOut:
+    """Runs the agent on the message with the chosen model and streams the answer as typed
+    events (`token`, `tool_start`, `tool_end`, `usage`, then `done` or `error`).
+
+    A refusal before the first step (402 credits, 403 model not in plan, 429 limits, 409
+    `run_in_progress` while the thread answers another message) is a plain HTTP error.
+    """
+    accepted = await threads.accept(me, thread_id, body)
+    try:
+        await session.commit()  # end the request's transaction before the run writes the ledger
+    except BaseException:
+        await accepted.release()
+        raise
+    run = await start_run(agent, accepted)
+    if not body.stream:
+        return await run_to_completion(agent, run)
+    return sse.sse_response(_frames(run), heartbeat=settings.stream_heartbeat_seconds)
+
+
+async def _frames(run: AgentRun) -> AsyncIterator[bytes]:
+    async with contextlib.aclosing(run.events()) as events:
+        async for event in events:
+            yield sse.frame(event)

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ThreadCreate(BaseModel):
+    title: str | None = Field(
+        None, min_length=1, max_length=200, description="default: from the first message"
+    )
+
+
+class ThreadUpdate(BaseModel):
+    title: str = Field(min_length=1, max_length=200)
+
+
+class ThreadOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    object: Literal["thread"] = "thread"
+    title: str
+    created_by: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+    last_model: str | None
+    run_in_progress: bool = Field(False, description="a message's run is streaming right now")
+
+
+class ThreadPage(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ThreadOut]
+    has_more: bool
+    next_cursor: str | None = Field(description="pass as `cursor` to read the next (older) page")
+
+
+class MessageIn(BaseModel):
+    content: str = Field(min_length=1, max_length=100_000)
+    model: str = Field(min_length=1, max_length=100, description="any model the plan allows")
+    stream: bool = True
+    max_tokens: int | None = Field(None, ge=1, description="most output tokens per model step")
+    max_steps: int | None = Field(
+        None, ge=1, description="most model and tool steps in this run (the server caps it too)"
+    )
+    max_credits: Decimal | None = Field(
+        None, gt=0, description="most credits (not micro-credits) the whole run may spend"
+    )
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    name: str
+    args: dict[str, Any]
+
+
+class MessageOut(BaseModel):
+    id: str
+    role: Literal["user", "assistant", "tool", "system"]
+    content: str
+    created_at: datetime | None = None
+    model: str | None = Field(None, description="the model that wrote an assistant message")
+    tool_calls: list[ToolCallOut] = Field(default_factory=list)
+    tool_call_id: str | None = None
+    tool_name: str | None = None
+    status: Literal["success", "error"] | None = Field(None, description="of a tool result")
+    credits_charged: int | None = Field(None, description="micro-credits this step cost")
+
+
+class MessagePage(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[MessageOut] = Field(description="oldest first")
+    has_more: bool
+    next_before: str | None = Field(description="pass as `before` to read the older messages")
+
+
+class RunOut(BaseModel):
+    """The answer to a message sent with `stream: false`."""
+
+    object: Literal["thread.run"] = "thread.run"
+    thread_id: uuid.UUID
+    messages: list[MessageOut] = Field(description="what the run added after the user's message")
+    unit: Literal["micro_credits"] = "micro_credits"
+    credits_charged: int
+    balance_after: int | None
+    steps: int
