@@ -1,4 +1,4 @@
-"""Server-sent events: `data: {json}\\n\\n` frames over a Starlette `StreamingResponse`.
+"""Server-sent events: `data: {json}\\n\\n` frames, heartbeats, and the response that sends them.
 
 `sse_response` turns an async iterator of ready frames into a response that also writes a
 heartbeat comment whenever the iterator stays silent. The frames are bytes built once with
@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from starlette.responses import StreamingResponse
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 HEARTBEAT = b": keep-alive\n\n"
 DONE = b"data: [DONE]\n\n"
@@ -31,79 +32,71 @@ def event(name: str, payload: Any) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
-class _Relay:
-    """State shared by the producer task, the heartbeat timer and the writer of one stream."""
+class EventStream(Response):
+    """A `text/event-stream` response that writes each frame from the task producing it.
 
-    def __init__(self) -> None:
-        self.pending: list[bytes] = []
-        self.ready = asyncio.Event()
-        self.ended = False
-        self.error: BaseException | None = None
-        self.quiet = True  # nothing produced since the last heartbeat tick
-        self.beat_due = False
-
-    def tick(self) -> None:
-        if self.quiet:
-            self.beat_due = True
-            self.ready.set()
-        self.quiet = True
-
-
-async def with_heartbeats(
-    frames: AsyncIterator[bytes], *, heartbeat: float
-) -> AsyncIterator[bytes]:
-    """Relays `frames`, adding a heartbeat comment when a heartbeat period passes in silence.
-
-    The producer runs as its own task, so a silent upstream never stalls the heartbeat, and
-    closing this iterator (the client went away) cancels the producer, which closes the
-    upstream and settles. Frames produced while the writer was busy go out in one write. One
-    timer per period checks for silence, so a busy stream pays nothing per frame for it.
+    The task that produces a frame also sends it, so a relayed token costs one task step and
+    no hand-off between tasks. The request's own task only waits for the producer to finish or for the client to leave; on a
+    disconnect it cancels the producer once (plain asyncio cancellation, so the producer's
+    cleanup, such as settling a hold, runs to the end) and waits for it. A timer per
+    heartbeat period writes a comment when the period passed without a frame.
     """
-    relay = _Relay()
-    loop = asyncio.get_running_loop()
 
-    async def produce() -> None:
+    media_type = MEDIA_TYPE
+
+    def __init__(self, frames: AsyncIterator[bytes], *, heartbeat: float) -> None:
+        self.status_code = 200
+        self.background = None
+        self.init_headers(HEADERS)  # no body, so no content-length: the stream is chunked
+        self.frames = frames
+        self.heartbeat = heartbeat
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        loop = asyncio.get_running_loop()
+        quiet = True
+        beats: set[asyncio.Task[None]] = set()
+
+        async def pump() -> None:
+            nonlocal quiet
+            async for chunk in self.frames:
+                quiet = False
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def beat() -> None:
+            with contextlib.suppress(OSError):  # the client left; the watcher sees it too
+                await send({"type": "http.response.body", "body": HEARTBEAT, "more_body": True})
+
+        def tick() -> None:
+            nonlocal quiet, timer
+            if quiet:
+                task = loop.create_task(beat())
+                beats.add(task)
+                task.add_done_callback(beats.discard)
+            quiet = True
+            timer = loop.call_later(self.heartbeat, tick)
+
+        producer = loop.create_task(pump(), name="sse-producer")
+        watcher = loop.create_task(_disconnected(receive), name="sse-disconnect")
+        timer = loop.call_later(self.heartbeat, tick)
         try:
-            async for chunk in frames:
-                relay.pending.append(chunk)
-                relay.quiet = False
-                relay.ready.set()
-        except Exception as exc:  # raised again in the writer, inside the request
-            relay.error = exc
-        relay.ended = True
-        relay.ready.set()
-
-    def tick() -> None:
-        nonlocal timer
-        relay.tick()
-        timer = loop.call_later(heartbeat, tick)
-
-    producer = asyncio.create_task(produce(), name="sse-producer")
-    timer = loop.call_later(heartbeat, tick)
-    try:
-        while True:
-            await relay.ready.wait()
-            relay.ready.clear()
-            if relay.pending:
-                pending = relay.pending
-                relay.pending = []
-                yield pending[0] if len(pending) == 1 else b"".join(pending)
-            elif relay.beat_due:
-                yield HEARTBEAT
-            relay.beat_due = False
-            if relay.ended:
-                if relay.error is not None:
-                    raise relay.error
-                return
-    finally:
-        timer.cancel()
-        if not producer.done():
-            producer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(producer)
+            await asyncio.wait((producer, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            watcher.cancel()
+            if not producer.done():
+                producer.cancel()
+                await asyncio.wait((producer,))
+        if not producer.cancelled() and (error := producer.exception()) is not None:
+            if not isinstance(error, OSError):  # a write to a client that had left
+                raise error
 
 
-def sse_response(frames: AsyncIterator[bytes], *, heartbeat: float) -> StreamingResponse:
-    return StreamingResponse(
-        with_heartbeats(frames, heartbeat=heartbeat), media_type=MEDIA_TYPE, headers=HEADERS
-    )
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def sse_response(frames: AsyncIterator[bytes], *, heartbeat: float) -> EventStream:
+    return EventStream(frames, heartbeat=heartbeat)

@@ -31,6 +31,7 @@ from lipika.providers.base import (
     StreamEvent,
     Usage,
 )
+from lipika.providers.events import data_lines
 
 _FINISH: dict[str | None, FinishReason] = {
     "max_tokens": "length",
@@ -112,10 +113,8 @@ class AnthropicProvider(ChatProvider):
             async with self.client.messages.with_streaming_response.create(
                 **params(request), stream=True
             ) as response:
-                async for line in response.http_response.aiter_lines():
-                    if not line.startswith("data: "):
-                        continue  # `event:` lines and the blank line between events
-                    event = loads(line[6:])
+                async for line in data_lines(response.http_response):
+                    event = loads(line)  # each event's type is in its data too
                     kind = event["type"]
                     if kind == "content_block_delta":
                         delta = event["delta"]
