@@ -91,6 +91,7 @@ def environment(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
     pricebook.write_text(PRICEBOOK.read_text() + FAKE_MODEL)
     plans = workdir / "plans.toml"
     plans.write_text(PLANS.read_text() + UNLIMITED_PLAN)
+    (workdir / "data").mkdir()  # the SQLite files, with --backend sqlite
     env = {
         "LIPIKA_DATA_DIR": str(workdir / "data"),
         "LIPIKA_PRICEBOOK_PATH": str(pricebook),

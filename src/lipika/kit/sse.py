@@ -65,12 +65,14 @@ class EventStream(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         async def beat() -> None:
+            if producer.done():  # the body has ended since the tick
+                return
             with contextlib.suppress(OSError):  # the client left; the watcher sees it too
                 await send({"type": "http.response.body", "body": HEARTBEAT, "more_body": True})
 
         def tick() -> None:
             nonlocal quiet, timer
-            if quiet:
+            if quiet and not producer.done():
                 task = loop.create_task(beat())
                 beats.add(task)
                 task.add_done_callback(beats.discard)
@@ -85,6 +87,8 @@ class EventStream(Response):
         finally:
             timer.cancel()
             watcher.cancel()
+            for task in beats:  # a heartbeat must not follow the end of the body
+                task.cancel()
             if not producer.done():
                 producer.cancel()
                 await asyncio.wait((producer,))
