@@ -17,7 +17,6 @@ import httpx2
 from orjson import JSONDecodeError, loads
 
 from lipika.providers.base import (
-    ChatProvider,
     ChatRequest,
     ChatResult,
     Finish,
@@ -28,6 +27,7 @@ from lipika.providers.base import (
     ProviderRateLimited,
     ProviderRejected,
     ProviderTimeout,
+    SDKClientProvider,
     StreamEvent,
     Usage,
 )
@@ -55,15 +55,14 @@ _BY_TYPE: dict[str | None, type[ProviderError]] = {
 }
 
 
-class AnthropicProvider(ChatProvider):
+class AnthropicProvider(SDKClientProvider[anthropic.AsyncAnthropic]):
     name = "anthropic"
 
     def __init__(
         self, api_key: str | None, base_url: str | None, *, timeout: float, max_retries: int
     ) -> None:
-        self._client: anthropic.AsyncAnthropic | None = None
-        if api_key:
-            self._client = anthropic.AsyncAnthropic(
+        super().__init__(
+            anthropic.AsyncAnthropic(
                 api_key=api_key,
                 base_url=base_url,
                 timeout=timeout,
@@ -71,20 +70,9 @@ class AnthropicProvider(ChatProvider):
                 # httpx's connection pool costs CPU quadratic in the number of open streams.
                 http_client=anthropic.DefaultAioHttpClient(),
             )
-
-    @property
-    def available(self) -> bool:
-        return self._client is not None
-
-    @property
-    def client(self) -> anthropic.AsyncAnthropic:
-        if self._client is None:
-            raise ProviderAuthFailed(f"{self.name}: no API key is configured")
-        return self._client
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
+            if api_key
+            else None
+        )
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import Generic, Literal, TypeAlias, TypeVar
 
 from lipika.billing.policy import Outcome
 
@@ -91,6 +91,31 @@ class ChatProvider(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Releases clients the provider holds."""
+
+
+ClientT = TypeVar("ClientT")
+
+
+class SDKClientProvider(ChatProvider, Generic[ClientT]):
+    """A provider whose SDK client exists only when a key is configured; without one it is
+    listed but unavailable, and a call is refused before anything is sent."""
+
+    def __init__(self, client: ClientT | None) -> None:
+        self._client = client
+
+    @property
+    def available(self) -> bool:
+        return self._client is not None
+
+    @property
+    def client(self) -> ClientT:
+        if self._client is None:
+            raise ProviderAuthFailed(f"{self.name}: no API key is configured")
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()  # type: ignore[attr-defined]
 
 
 class ProviderError(Exception):

@@ -18,7 +18,6 @@ import openai
 from orjson import JSONDecodeError, loads
 
 from lipika.providers.base import (
-    ChatProvider,
     ChatRequest,
     ChatResult,
     Finish,
@@ -29,6 +28,7 @@ from lipika.providers.base import (
     ProviderRateLimited,
     ProviderRejected,
     ProviderTimeout,
+    SDKClientProvider,
     StreamEvent,
     Usage,
 )
@@ -52,16 +52,15 @@ _BY_STATUS: dict[int, type[ProviderError]] = {
 }
 
 
-class OpenAIProvider(ChatProvider):
+class OpenAIProvider(SDKClientProvider[openai.AsyncOpenAI]):
     name = "openai"
     default_base_url: str | None = None  # the SDK's own (or OPENAI_BASE_URL)
 
     def __init__(
         self, api_key: str | None, base_url: str | None, *, timeout: float, max_retries: int
     ) -> None:
-        self._client: openai.AsyncOpenAI | None = None
-        if api_key:
-            self._client = openai.AsyncOpenAI(
+        super().__init__(
+            openai.AsyncOpenAI(
                 api_key=api_key,
                 base_url=base_url or self.default_base_url,
                 timeout=timeout,
@@ -69,20 +68,9 @@ class OpenAIProvider(ChatProvider):
                 # httpx's connection pool costs CPU quadratic in the number of open streams.
                 http_client=openai.DefaultAioHttpClient(),
             )
-
-    @property
-    def available(self) -> bool:
-        return self._client is not None
-
-    @property
-    def client(self) -> openai.AsyncOpenAI:
-        if self._client is None:
-            raise ProviderAuthFailed(f"{self.name}: no API key is configured")
-        return self._client
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
+            if api_key
+            else None
+        )
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         try:
