@@ -45,12 +45,6 @@ class RunCreditCapReached(RunLimitReached):
     code = "run_credit_cap"
 
 
-class ModelUnavailable(LipikaError):
-    status_code = 503
-    code = "model_unavailable"
-    type = "api_error"
-
-
 class StepFailed(LipikaError):
     """A model step failed at the provider; its hold is released under the provider's outcome."""
 
@@ -106,9 +100,7 @@ _CLASSIFIED: tuple[tuple[type[BaseException], type[ProviderError]], ...] = (
 def step_failed(exc: BaseException, *, produced_output: bool) -> StepFailed:
     """The typed error (and charge outcome) of a model call that raised `exc`."""
     error = exc if isinstance(exc, ProviderError) else _classify(exc)
-    outcome = error.outcome
-    if outcome == Outcome.PROVIDER_ERROR_BEFORE_OUTPUT and produced_output:
-        outcome = Outcome.PROVIDER_ERROR_MID_OUTPUT
+    outcome = error.outcome_given(produced_output=produced_output)
     message = str(exc).strip() or "the model provider failed"
     return StepFailed(error, message[:500], outcome)
 

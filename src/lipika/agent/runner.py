@@ -19,7 +19,6 @@ from langgraph.graph.state import CompiledStateGraph
 from lipika.agent.checkpoints import CheckpointRetention, open_saver
 from lipika.agent.context import RunBudget, RunContext
 from lipika.agent.demo import DemoChatModel
-from lipika.agent.errors import ModelUnavailable
 from lipika.agent.graph import build_graph
 from lipika.agent.models import PROVIDERS, ModelProvider
 from lipika.agent.run import AgentRun
@@ -29,6 +28,7 @@ from lipika.billing.errors import UnknownPrice
 from lipika.billing.meter import Meter
 from lipika.billing.policy import Outcome
 from lipika.billing.pricebook import Price, PriceBookError
+from lipika.chat.service import ModelUnavailable
 from lipika.checkpoint import CheckpointDB
 from lipika.config import Settings
 

@@ -120,9 +120,7 @@ class ChatStream:
             raise
         except ProviderError as exc:
             error: LipikaError = UpstreamFailed(exc)
-            outcome = exc.outcome
-            if self.relayed and outcome is Outcome.PROVIDER_ERROR_BEFORE_OUTPUT:
-                outcome = Outcome.PROVIDER_ERROR_MID_OUTPUT
+            outcome = exc.outcome_given(produced_output=bool(self.relayed))
         except TimeoutError:
             error = StreamTimedOut(f"the stream ran past its {self.budget:g} s budget")
             outcome = Outcome.PROVIDER_TIMEOUT

@@ -11,17 +11,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import anthropic
 import httpx2
 from orjson import JSONDecodeError, loads
 
 from lipika.providers.base import (
+    STATUS_ERRORS,
     ChatRequest,
     ChatResult,
     Finish,
     FinishReason,
-    ProviderAuthFailed,
     ProviderError,
     ProviderOverloaded,
     ProviderRateLimited,
@@ -31,24 +30,14 @@ from lipika.providers.base import (
     StreamEvent,
     Usage,
 )
-from lipika.providers.events import data_lines
+from lipika.providers.transport import data_lines, timed_out
 
 _FINISH: dict[str | None, FinishReason] = {
     "max_tokens": "length",
     "model_context_window_exceeded": "length",
     "refusal": "content_filter",
 }
-_BY_STATUS: dict[int, type[ProviderError]] = {
-    400: ProviderRejected,
-    401: ProviderAuthFailed,
-    403: ProviderAuthFailed,
-    404: ProviderRejected,
-    413: ProviderRejected,
-    422: ProviderRejected,
-    429: ProviderRateLimited,
-    503: ProviderOverloaded,
-    529: ProviderOverloaded,
-}
+_BY_STATUS = {**STATUS_ERRORS, 413: ProviderRejected}
 _BY_TYPE: dict[str | None, type[ProviderError]] = {
     "rate_limit_error": ProviderRateLimited,
     "overloaded_error": ProviderOverloaded,
@@ -139,7 +128,7 @@ class AnthropicProvider(SDKClientProvider[anthropic.AsyncAnthropic]):
 
     def error(self, exc: anthropic.APIError | httpx2.HTTPError) -> ProviderError:
         """The `ProviderError` for an SDK or transport error, before the stream or during it."""
-        if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException) and _timed_out(exc):
+        if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException) and timed_out(exc):
             return ProviderTimeout(f"{self.name}: the request timed out")
         if isinstance(exc, anthropic.APIConnectionError | httpx2.HTTPError):
             return ProviderError(f"{self.name}: connection failed: {exc.__cause__ or exc}")
@@ -175,12 +164,3 @@ def params(request: ChatRequest) -> dict[str, Any]:
     if system:
         result["system"] = system
     return result
-
-
-def _timed_out(exc: BaseException) -> bool:
-    """Whether a timeout error was one. The SDK's aiohttp transport reports every aiohttp
-    connection error as a ConnectTimeout, a server hanging up before it answers included."""
-    root = exc
-    while root.__cause__ is not None:
-        root = root.__cause__
-    return isinstance(root, TimeoutError) or not isinstance(root, aiohttp.ClientError)

@@ -125,6 +125,12 @@ class ProviderError(Exception):
     code = "provider_error"
     outcome = Outcome.PROVIDER_ERROR_BEFORE_OUTPUT
 
+    def outcome_given(self, *, produced_output: bool) -> Outcome:
+        """The charge outcome, knowing whether any output had been produced before it."""
+        if produced_output and self.outcome is Outcome.PROVIDER_ERROR_BEFORE_OUTPUT:
+            return Outcome.PROVIDER_ERROR_MID_OUTPUT
+        return self.outcome
+
 
 class ProviderTimeout(ProviderError):
     status_code = 504
@@ -151,3 +157,16 @@ class ProviderRejected(ProviderError):
 class ProviderAuthFailed(ProviderError):
     status_code = 502
     code = "provider_auth_failed"
+
+
+# How the providers' HTTP statuses read, for every adapter; anything else is a `ProviderError`.
+STATUS_ERRORS: dict[int, type[ProviderError]] = {
+    400: ProviderRejected,
+    401: ProviderAuthFailed,
+    403: ProviderAuthFailed,
+    404: ProviderRejected,
+    422: ProviderRejected,
+    429: ProviderRateLimited,
+    503: ProviderOverloaded,
+    529: ProviderOverloaded,
+}

@@ -24,6 +24,7 @@ from google import genai
 from google.genai import errors, types
 
 from lipika.providers.base import (
+    STATUS_ERRORS,
     ChatProvider,
     ChatRequest,
     ChatResult,
@@ -31,8 +32,6 @@ from lipika.providers.base import (
     FinishReason,
     ProviderAuthFailed,
     ProviderError,
-    ProviderOverloaded,
-    ProviderRateLimited,
     ProviderRejected,
     ProviderTimeout,
     StreamEvent,
@@ -43,16 +42,6 @@ _FILTERED = ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", 
 _FINISH: dict[str, FinishReason] = {"MAX_TOKENS": "length"} | dict.fromkeys(
     _FILTERED, "content_filter"
 )
-_BY_STATUS: dict[int, type[ProviderError]] = {
-    400: ProviderRejected,
-    401: ProviderAuthFailed,
-    403: ProviderAuthFailed,
-    404: ProviderRejected,
-    422: ProviderRejected,
-    429: ProviderRateLimited,
-    503: ProviderOverloaded,
-    529: ProviderOverloaded,
-}
 _NO_AFC = types.AutomaticFunctionCallingConfig(disable=True)
 
 
@@ -195,7 +184,7 @@ class GeminiProvider(ChatProvider):
         message = f"{self.name} answered {exc.code} {exc.status}: {exc.message}"
         if exc.code == 400 and _reason(exc) == "API_KEY_INVALID":  # Google's answer to a bad key
             return ProviderAuthFailed(message)
-        error = _BY_STATUS.get(exc.code, ProviderError)
+        error = STATUS_ERRORS.get(exc.code, ProviderError)
         if mid_stream and error in (ProviderRejected, ProviderAuthFailed):
             error = ProviderError
         return error(message)

@@ -12,27 +12,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import httpx2
 import openai
 from orjson import JSONDecodeError, loads
 
 from lipika.providers.base import (
+    STATUS_ERRORS,
     ChatRequest,
     ChatResult,
     Finish,
     FinishReason,
-    ProviderAuthFailed,
     ProviderError,
-    ProviderOverloaded,
-    ProviderRateLimited,
-    ProviderRejected,
     ProviderTimeout,
     SDKClientProvider,
     StreamEvent,
     Usage,
 )
-from lipika.providers.events import data_lines
+from lipika.providers.transport import data_lines, timed_out
 
 _Events = openai.AsyncStream[object]  # only its response is read, by `data_lines`
 _FINISH: dict[str | None, FinishReason] = {"length": "length", "content_filter": "content_filter"}
@@ -40,16 +36,6 @@ _INCLUDE_USAGE = {"include_usage": True}
 _NONE: dict[str, Any] = {}
 # The request has no tool-call ids to answer a tool call with, so a tool message goes as user text.
 _ROLES = {"system": "system", "user": "user", "assistant": "assistant", "tool": "user"}
-_BY_STATUS: dict[int, type[ProviderError]] = {
-    400: ProviderRejected,
-    401: ProviderAuthFailed,
-    403: ProviderAuthFailed,
-    404: ProviderRejected,
-    422: ProviderRejected,
-    429: ProviderRateLimited,
-    503: ProviderOverloaded,
-    529: ProviderOverloaded,
-}
 
 
 class OpenAIProvider(SDKClientProvider[openai.AsyncOpenAI]):
@@ -145,7 +131,7 @@ class OpenAIProvider(SDKClientProvider[openai.AsyncOpenAI]):
 
     def error(self, exc: openai.APIError | httpx2.HTTPError) -> ProviderError:
         """The `ProviderError` for an SDK or transport error, before the stream or during it."""
-        if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException) and _timed_out(exc):
+        if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException) and timed_out(exc):
             return ProviderTimeout(f"{self.name}: the request timed out")
         if isinstance(exc, openai.APIConnectionError | httpx2.HTTPError):
             return ProviderError(f"{self.name}: connection failed: {exc.__cause__ or exc}")
@@ -154,7 +140,7 @@ class OpenAIProvider(SDKClientProvider[openai.AsyncOpenAI]):
         return ProviderError(f"{self.name}: {exc.message}")
 
     def status_error(self, status: int, message: str) -> ProviderError:
-        error = _BY_STATUS.get(status, ProviderError)
+        error = STATUS_ERRORS.get(status, ProviderError)
         return error(f"{self.name} answered {status}: {message}")
 
 
@@ -164,12 +150,3 @@ def _message(body: object) -> str | None:
         message = body.get("message")
         return message if isinstance(message, str) else None
     return body if isinstance(body, str) else None
-
-
-def _timed_out(exc: BaseException) -> bool:
-    """Whether a timeout error was one. The SDK's aiohttp transport reports every aiohttp
-    connection error as a ConnectTimeout, a server hanging up before it answers included."""
-    root = exc
-    while root.__cause__ is not None:
-        root = root.__cause__
-    return isinstance(root, TimeoutError) or not isinstance(root, aiohttp.ClientError)
