@@ -25,6 +25,8 @@ from lipika.providers.base import (
     ProviderRejected,
     ProviderTimeout,
     StreamEvent,
+    Tool,
+    ToolCall,
     Usage,
 )
 from tests.fixtures.fakes.scenario import FakeCall
@@ -169,6 +171,86 @@ async def test_request_shape(adapter: ChatProvider, fake: FakeServer, name: str)
         assert [c["role"] for c in body["contents"]] == ["user", "model", "user"]
         assert body["generationConfig"]["maxOutputTokens"] == 7
     assert fake.last_call.input_tokens == (2 + 1 + 1 + 2) + 4 * 3
+
+
+# -- tools -----------------------------------------------------------------------------------
+
+ADD = Tool(
+    "add",
+    "Adds two numbers.",
+    {
+        "type": "object",
+        "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+        "required": ["a", "b"],
+    },
+)
+
+
+def asking_for_a_tool(*answer: Message) -> ChatRequest:
+    return ChatRequest(
+        model="test-model",
+        messages=[Message("user", 'Add them [[tool=add args={"a":2,"b":40}]]'), *answer],
+        max_output_tokens=100,
+        tools=(ADD,),
+    )
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["stream", "complete"])
+async def test_tool_call_and_its_answer(
+    adapter: ChatProvider, fake: FakeServer, streamed: bool
+) -> None:
+    """The model's call arrives whole (streamed arguments joined and parsed); the conversation
+    goes back with the call and its result in the provider's own shapes, and the fake (which
+    refuses an undeclared tool) reads the result."""
+    if streamed:
+        events: list[StreamEvent] = []
+        await drain(adapter.stream(asking_for_a_tool()), events)
+        deltas, usages, finishes = split(events)
+        assert deltas == [] and len(finishes) == 1
+        finish = finishes[0]
+        reason, calls = finish.reason, finish.tool_calls
+        assert usages[-1] == reported(fake.last_call)
+    else:
+        result = await adapter.complete(asking_for_a_tool())
+        reason, calls = result.finish_reason, result.tool_calls
+        assert result.usage == reported(fake.last_call)
+    assert reason == "tool_calls"
+    (call,) = calls
+    assert call.name == "add" and call.arguments == {"a": 2, "b": 40} and call.id
+
+    answered = asking_for_a_tool(
+        Message("assistant", "", tool_calls=(call,)),
+        Message("tool", "42", tool_call_id=call.id, name="add"),
+    )
+    if streamed:
+        events = []
+        await drain(adapter.stream(answered), events)
+        deltas, _, finishes = split(events)
+        text, finish = "".join(deltas), finishes[0]
+        assert finish == Finish("stop")
+    else:
+        result = await adapter.complete(answered)
+        text = result.text
+        assert result.finish_reason == "stop" and result.tool_calls == ()
+    assert text == "The tool returned: 42"
+    # The call's arguments and the result are both counted as input by the fake.
+    assert fake.last_call.input_tokens >= 3 * 3 + 1
+
+
+def test_tool_calls_count_toward_the_estimate() -> None:
+    plain = chat("hello")
+    with_tools = ChatRequest(
+        model="m",
+        messages=[
+            *plain.messages,
+            Message("assistant", "", tool_calls=(ToolCall("c1", "add", {"a": 2, "b": 40}),)),
+            Message("tool", "42", tool_call_id="c1", name="add"),
+        ],
+        max_output_tokens=10,
+        tools=(ADD,),
+    )
+    base = ChatProvider.estimate_input_tokens
+    assert base(None, with_tools) > base(None, plain) + 2 * 8 + 40  # type: ignore[arg-type]
 
 
 # -- failures --------------------------------------------------------------------------------

@@ -4,6 +4,9 @@ Usage arrives twice in a stream: input and cache counts in `message_start`, cumu
 in each `message_delta`. Anthropic's `input_tokens` leave out cache reads and cache writes; the
 ledger's input includes both, cache reads as cached input and cache writes at the plain input
 rate. A stream ends with `message_stop`; a failure mid-stream is an `event: error`.
+
+A tool call is a `tool_use` content block; streamed, its input arrives as fragments of JSON
+text (`input_json_delta`), joined and parsed once the stream ends.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from lipika.providers.base import (
     ChatResult,
     Finish,
     FinishReason,
+    Message,
     ProviderError,
     ProviderOverloaded,
     ProviderRateLimited,
@@ -28,7 +32,9 @@ from lipika.providers.base import (
     ProviderTimeout,
     SDKClientProvider,
     StreamEvent,
+    ToolCall,
     Usage,
+    parse_arguments,
 )
 from lipika.providers.transport import data_lines, timed_out
 
@@ -36,6 +42,7 @@ _FINISH: dict[str | None, FinishReason] = {
     "max_tokens": "length",
     "model_context_window_exceeded": "length",
     "refusal": "content_filter",
+    "tool_use": "tool_calls",
 }
 _BY_STATUS = {**STATUS_ERRORS, 413: ProviderRejected}
 _BY_TYPE: dict[str | None, type[ProviderError]] = {
@@ -76,6 +83,11 @@ class AnthropicProvider(SDKClientProvider[anthropic.AsyncAnthropic]):
             usage=Usage(input_tokens, u.output_tokens, cache_read),
             finish_reason=_FINISH.get(message.stop_reason, "stop"),
             provider_request_id=message.id,
+            tool_calls=tuple(
+                ToolCall(block.id, block.name, dict(block.input))
+                for block in message.content
+                if block.type == "tool_use"
+            ),
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
@@ -86,6 +98,7 @@ class AnthropicProvider(SDKClientProvider[anthropic.AsyncAnthropic]):
         uncached = cache_read = cache_write = output = 0
         stop_reason: str | None = None
         stopped = False
+        calls: dict[int, list[str]] = {}  # block index -> [id, name, input JSON so far]
         try:
             async with self.client.messages.with_streaming_response.create(
                 **params(request), stream=True
@@ -97,6 +110,8 @@ class AnthropicProvider(SDKClientProvider[anthropic.AsyncAnthropic]):
                         delta = event["delta"]
                         if delta["type"] == "text_delta":
                             yield delta["text"]
+                        elif delta["type"] == "input_json_delta":
+                            calls[event["index"]][2] += delta["partial_json"]
                         continue
                     if kind == "message_start":
                         usage = event["message"]["usage"]
@@ -113,10 +128,15 @@ class AnthropicProvider(SDKClientProvider[anthropic.AsyncAnthropic]):
                     elif kind == "message_stop":
                         stopped = True
                         continue
+                    elif kind == "content_block_start":
+                        block = event["content_block"]
+                        if block["type"] == "tool_use":
+                            calls[event["index"]] = [block["id"], block["name"], ""]
+                        continue
                     elif kind == "error":
                         raise self.stream_error(event.get("error") or {})
                     else:
-                        continue  # ping, content_block_start/stop
+                        continue  # ping, content_block_stop
                     yield Usage(uncached + cache_read + cache_write, output, cache_read)
         except (anthropic.APIError, httpx2.HTTPError) as exc:  # httpx2's come raw from the body
             raise self.error(exc) from exc
@@ -124,7 +144,11 @@ class AnthropicProvider(SDKClientProvider[anthropic.AsyncAnthropic]):
             raise ProviderError(f"{self.name}: a malformed event: {exc}") from exc
         if not stopped:
             raise ProviderError(f"{self.name}: the stream ended before message_stop")
-        yield Finish(_FINISH.get(stop_reason, "stop"))
+        tool_calls = tuple(
+            ToolCall(call_id, name, parse_arguments(self.name, name, arguments))
+            for call_id, name, arguments in calls.values()  # in block order
+        )
+        yield Finish(_FINISH.get(stop_reason, "stop"), tool_calls)
 
     def error(self, exc: anthropic.APIError | httpx2.HTTPError) -> ProviderError:
         """The `ProviderError` for an SDK or transport error, before the stream or during it."""
@@ -146,21 +170,56 @@ class AnthropicProvider(SDKClientProvider[anthropic.AsyncAnthropic]):
 
 
 def params(request: ChatRequest) -> dict[str, Any]:
-    """System messages go in `system`; a tool message (no tool-call id to answer) as user text.
+    """System messages go in `system`; see `messages` for the rest.
 
     No temperature: the API version this SDK sends (2026-10-21) no longer accepts one.
     """
     system = "\n\n".join(m.content for m in request.messages if m.role == "system")
-    messages = [
-        {"role": "assistant" if m.role == "assistant" else "user", "content": m.content}
-        for m in request.messages
-        if m.role != "system"
-    ]
     result: dict[str, Any] = {
         "model": request.model,
         "max_tokens": request.max_output_tokens,
-        "messages": messages,
+        "messages": messages(request.messages),
     }
     if system:
         result["system"] = system
+    if request.tools:
+        result["tools"] = [
+            {"name": t.name, "description": t.description, "input_schema": t.parameters}
+            for t in request.tools
+        ]
+    return result
+
+
+def messages(conversation: list[Message]) -> list[dict[str, Any]]:
+    """The turns without the system messages. An assistant's tool calls are `tool_use` blocks
+    after its text; the answers to them are `tool_result` blocks in a user turn, one turn for
+    consecutive answers. A tool message without the id of the call it answers (a client's plain
+    conversation) goes as user text."""
+    result: list[dict[str, Any]] = []
+    answering = False  # whether the last turn holds tool results
+    for m in conversation:
+        if m.role == "system":
+            continue
+        if m.role == "tool" and m.tool_call_id is not None:
+            block = {"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}
+            if answering:
+                result[-1]["content"].append(block)
+            else:
+                result.append({"role": "user", "content": [block]})
+                answering = True
+            continue
+        answering = False
+        if m.role == "assistant" and m.tool_calls:
+            content: list[dict[str, Any]] = (
+                [{"type": "text", "text": m.content}] if m.content else []
+            )
+            content += (
+                {"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments}
+                for c in m.tool_calls
+            )
+            result.append({"role": "assistant", "content": content})
+        else:
+            result.append(
+                {"role": "assistant" if m.role == "assistant" else "user", "content": m.content}
+            )
     return result

@@ -5,15 +5,39 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Generic, Literal, TypeAlias, TypeVar
+from typing import Any, Generic, Literal, TypeAlias, TypeVar
+
+from orjson import JSONDecodeError, dumps, loads
 
 from lipika.billing.policy import Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A tool the model may call: its arguments are a JSON object of the `parameters` schema."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the model asked for. `id` is the provider's (Gemini sends none: the adapter
+    makes one); the tool message that answers it carries the same id."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
     role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant's calls
+    tool_call_id: str | None = None  # a tool message: the call it answers (None: plain text)
+    name: str | None = None  # a tool message: the tool's name (Gemini answers calls by name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +46,7 @@ class ChatRequest:
     messages: list[Message]
     max_output_tokens: int
     temperature: float | None = None
+    tools: tuple[Tool, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +64,7 @@ class Usage:
         }
 
 
-FinishReason: TypeAlias = Literal["stop", "length", "content_filter"]
+FinishReason: TypeAlias = Literal["stop", "length", "content_filter", "tool_calls"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +73,18 @@ class ChatResult:
     usage: Usage
     finish_reason: FinishReason = "stop"
     provider_request_id: str | None = field(default=None)
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Finish:
     reason: FinishReason
+    tool_calls: tuple[ToolCall, ...] = ()  # whole, once their arguments have all arrived
 
 
 # What `ChatProvider.stream` yields: a text delta (str) as it arrives; a `Usage` whenever the
-# provider reports one (cumulative: the latest replaces earlier ones); one `Finish` at the end.
+# provider reports one (cumulative: the latest replaces earlier ones); one `Finish` at the end,
+# with the tool calls the model asked for.
 StreamEvent: TypeAlias = str | Usage | Finish
 
 
@@ -75,9 +103,19 @@ class ChatProvider(abc.ABC):
 
         No tokenizer is cheap and exact for every provider; English runs near four characters a
         token, so half the characters plus a per-message overhead stays above the real count for
-        ordinary text. Usage above the hold is charged the hold, no more (recorded as overage).
+        ordinary text. Tool calls count their arguments' JSON, tools their schemas. Usage
+        above the hold is charged the hold, no more (recorded as overage).
         """
-        return sum(len(m.content) // 2 + 8 for m in request.messages) + 8
+        chars = sum(len(m.content) for m in request.messages)
+        chars += sum(
+            len(call.name) + len(dumps(call.arguments))
+            for m in request.messages
+            for call in m.tool_calls
+        )
+        chars += sum(
+            len(t.name) + len(t.description) + len(dumps(t.parameters)) for t in request.tools
+        )
+        return chars // 2 + 8 * (len(request.messages) + 1)
 
     @abc.abstractmethod
     async def complete(self, request: ChatRequest) -> ChatResult:
@@ -170,3 +208,14 @@ STATUS_ERRORS: dict[int, type[ProviderError]] = {
     503: ProviderOverloaded,
     529: ProviderOverloaded,
 }
+
+
+def parse_arguments(provider: str, name: str, text: str) -> dict[str, Any]:
+    """A tool call's arguments from the JSON text the model wrote (empty: no arguments)."""
+    try:
+        arguments = loads(text) if text else {}
+    except JSONDecodeError as exc:
+        raise ProviderError(f"{provider}: malformed arguments for the {name} tool: {exc}") from exc
+    if not isinstance(arguments, dict):
+        raise ProviderError(f"{provider}: the {name} tool's arguments are not a JSON object")
+    return arguments

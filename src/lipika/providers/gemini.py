@@ -5,6 +5,9 @@ cumulative `usage_metadata`: input is `prompt_token_count` (cached tokens includ
 prompts added), output is `candidates_token_count` plus `thoughts_token_count`, which Google
 bills as output. A stream ends with the chunk that carries a finish reason.
 
+A tool call is a `function_call` part, sent whole in one chunk. Gemini finishes a turn that calls
+tools with STOP, read here as "tool_calls"; it may send no call id, and the adapter then makes one.
+
 The SDK validates every chunk into its pydantic models (about 0.3 ms of CPU a chunk) and has
 no public way to read the raw stream; Gemini sends many tokens a chunk, which keeps that
 bearable. The SDK's own behaviour is pinned down: automatic function calling off (there are no Python
@@ -16,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from types import SimpleNamespace
+from uuid import uuid4
 
 import aiohttp
 from google import genai
@@ -35,6 +39,7 @@ from lipika.providers.base import (
     ProviderRejected,
     ProviderTimeout,
     StreamEvent,
+    ToolCall,
     Usage,
 )
 
@@ -121,17 +126,20 @@ class GeminiProvider(ChatProvider):
         else:
             finish = None
         meta = response.usage_metadata
+        calls = tool_calls(parts or ())
         return ChatResult(
             text="".join(p.text for p in parts or () if p.text and not p.thought),
             usage=usage(meta) if meta else Usage(),
-            finish_reason=finish_reason(finish),
+            finish_reason=finish_reason(finish, calling=bool(calls)),
             provider_request_id=response.response_id,
+            tool_calls=calls,
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         task = asyncio.current_task()
         finish: types.FinishReason | str | None = None
         last: Usage | None = None
+        calls: list[ToolCall] = []
         upstream: AsyncIterator[types.GenerateContentResponse] | None = None
         response: aiohttp.ClientResponse | None = None
         started = False
@@ -150,6 +158,8 @@ class GeminiProvider(ChatProvider):
                         for part in content.parts:
                             if part.text and not part.thought:
                                 yield part.text
+                            elif part.function_call:
+                                calls.append(tool_call(part.function_call))
                     if candidate.finish_reason:
                         finish = candidate.finish_reason
                 elif chunk.prompt_feedback and chunk.prompt_feedback.block_reason:
@@ -170,7 +180,7 @@ class GeminiProvider(ChatProvider):
                 response.close()  # closes the connection unless the SDK already released it
         if finish is None:
             raise ProviderError(f"{self.name}: the stream ended without a finish reason")
-        yield Finish(finish_reason(finish))
+        yield Finish(finish_reason(finish, calling=bool(calls)), tuple(calls))
 
     def error(self, exc: Exception, *, mid_stream: bool = False) -> ProviderError:
         """The `ProviderError` for an SDK or transport error. An error in the stream (Gemini
@@ -191,30 +201,84 @@ class GeminiProvider(ChatProvider):
 
 
 def contents(request: ChatRequest) -> list[types.Content]:
-    """The turns without the system messages; the assistant's role is "model" and a tool
-    message (no function-call id to answer) goes as user text."""
-    return [
-        types.Content(
-            role="model" if m.role == "assistant" else "user", parts=[types.Part(text=m.content)]
-        )
-        for m in request.messages
-        if m.role != "system"
-    ]
+    """The turns without the system messages; the assistant's role is "model".
+
+    An assistant's tool calls are `function_call` parts after its text; the answers to them are
+    `function_response` parts in a user turn, one turn for consecutive answers. Gemini matches
+    an answer to its call by name: a tool message without one takes its call's. A tool message
+    without the id of the call it answers (a client's plain conversation) goes as user text.
+    """
+    turns: list[types.Content] = []
+    names: dict[str, str] = {}  # call id -> tool name
+    answering = False  # whether the last turn holds function responses
+    for m in request.messages:
+        if m.role == "system":
+            continue
+        if m.role == "tool" and m.tool_call_id is not None:
+            answer = types.FunctionResponse(
+                id=m.tool_call_id,
+                name=m.name or names.get(m.tool_call_id),
+                response={"result": m.content},
+            )
+            part = types.Part(function_response=answer)
+            if answering:
+                turns[-1].parts.append(part)  # type: ignore[union-attr]
+            else:
+                turns.append(types.Content(role="user", parts=[part]))
+                answering = True
+            continue
+        answering = False
+        if m.role == "assistant" and m.tool_calls:
+            parts = [types.Part(text=m.content)] if m.content else []
+            for c in m.tool_calls:
+                names[c.id] = c.name
+                parts.append(
+                    types.Part(
+                        function_call=types.FunctionCall(id=c.id, name=c.name, args=c.arguments)
+                    )
+                )
+            turns.append(types.Content(role="model", parts=parts))
+        else:
+            role = "model" if m.role == "assistant" else "user"
+            turns.append(types.Content(role=role, parts=[types.Part(text=m.content)]))
+    return turns
 
 
 def config(request: ChatRequest) -> types.GenerateContentConfig:
     system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+    tools = None
+    if request.tools:
+        declarations = [
+            types.FunctionDeclaration(
+                name=t.name, description=t.description, parameters_json_schema=t.parameters
+            )
+            for t in request.tools
+        ]
+        tools = [types.Tool(function_declarations=declarations)]
     return types.GenerateContentConfig(
         system_instruction=system or None,
         max_output_tokens=request.max_output_tokens,
         temperature=request.temperature,
+        tools=tools,
         automatic_function_calling=_NO_AFC,
     )
 
 
-def finish_reason(reason: types.FinishReason | str | None) -> FinishReason:
+def tool_calls(parts: Iterable[types.Part]) -> tuple[ToolCall, ...]:
+    return tuple(tool_call(p.function_call) for p in parts if p.function_call)
+
+
+def tool_call(call: types.FunctionCall) -> ToolCall:
+    return ToolCall(call.id or f"call_{uuid4().hex}", call.name or "", dict(call.args or {}))
+
+
+def finish_reason(
+    reason: types.FinishReason | str | None, *, calling: bool = False
+) -> FinishReason:
+    """Ours for Gemini's; `calling`: the turn has tool calls (Gemini says STOP)."""
     name = getattr(reason, "value", reason)
-    return _FINISH.get(name, "stop") if isinstance(name, str) else "stop"
+    mapped = _FINISH.get(name, "stop") if isinstance(name, str) else "stop"
+    return "tool_calls" if calling and mapped == "stop" else mapped
 
 
 def usage(meta: types.GenerateContentResponseUsageMetadata) -> Usage:

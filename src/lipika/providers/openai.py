@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx2
 import openai
-from orjson import JSONDecodeError, loads
+from orjson import JSONDecodeError, dumps, loads
 
 from lipika.providers.base import (
     STATUS_ERRORS,
@@ -22,20 +22,25 @@ from lipika.providers.base import (
     ChatResult,
     Finish,
     FinishReason,
+    Message,
     ProviderError,
     ProviderTimeout,
     SDKClientProvider,
     StreamEvent,
+    ToolCall,
     Usage,
+    parse_arguments,
 )
 from lipika.providers.transport import data_lines, timed_out
 
 _Events = openai.AsyncStream[object]  # only its response is read, by `data_lines`
-_FINISH: dict[str | None, FinishReason] = {"length": "length", "content_filter": "content_filter"}
+_FINISH: dict[str | None, FinishReason] = {
+    "length": "length",
+    "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
+}
 _INCLUDE_USAGE = {"include_usage": True}
 _NONE: dict[str, Any] = {}
-# The request has no tool-call ids to answer a tool call with, so a tool message goes as user text.
-_ROLES = {"system": "system", "user": "user", "assistant": "assistant", "tool": "user"}
 
 
 class OpenAIProvider(SDKClientProvider[openai.AsyncOpenAI]):
@@ -66,11 +71,15 @@ class OpenAIProvider(SDKClientProvider[openai.AsyncOpenAI]):
         if not response.choices:
             raise ProviderError(f"{self.name}: the response has no choices")
         choice = response.choices[0]
+        calls = [c for c in choice.message.tool_calls or () if c.type == "function"]
         return ChatResult(
             text=choice.message.content or "",
             usage=self.usage(response.usage.model_dump()) if response.usage else Usage(),
             finish_reason=_FINISH.get(choice.finish_reason, "stop"),
             provider_request_id=response.id,
+            tool_calls=tuple(
+                self.tool_call(c.id, c.function.name, c.function.arguments) for c in calls
+            ),
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
@@ -81,6 +90,7 @@ class OpenAIProvider(SDKClientProvider[openai.AsyncOpenAI]):
         before the body is read."""
         finish: str | None = None
         done = False
+        calls: dict[int, list[str]] = {}  # index -> [id, name, arguments so far]
         try:
             body = {**self.params(request), "stream": True, "stream_options": _INCLUDE_USAGE}
             events = await self.client.post(
@@ -94,12 +104,15 @@ class OpenAIProvider(SDKClientProvider[openai.AsyncOpenAI]):
                     chunk = loads(line)
                     if choices := chunk.get("choices"):
                         choice = choices[0]
-                        if text := (choice.get("delta") or _NONE).get("content"):
+                        delta = choice.get("delta") or _NONE
+                        if text := delta.get("content"):
                             yield text
+                        if pieces := delta.get("tool_calls"):
+                            _gather(calls, pieces)
                         if reason := choice.get("finish_reason"):
                             finish = reason
                     elif error := chunk.get("error"):
-                        raise ProviderError(f"{self.name}: {_message(error) or error}")
+                        raise ProviderError(f"{self.name}: {_error_message(error) or error}")
                     if usage := chunk.get("usage"):
                         yield self.usage(usage)
         except (openai.APIError, httpx2.HTTPError) as exc:  # httpx2's come raw from the body
@@ -108,17 +121,33 @@ class OpenAIProvider(SDKClientProvider[openai.AsyncOpenAI]):
             raise ProviderError(f"{self.name}: a malformed event: {exc}") from exc
         if not done:
             raise ProviderError(f"{self.name}: the stream ended before [DONE]")
-        yield Finish(_FINISH.get(finish, "stop"))
+        tool_calls = tuple(self.tool_call(*calls[index]) for index in sorted(calls))
+        yield Finish(_FINISH.get(finish, "stop"), tool_calls)
 
     def params(self, request: ChatRequest) -> dict[str, Any]:
         params: dict[str, Any] = {
             "model": request.model,
-            "messages": [{"role": _ROLES[m.role], "content": m.content} for m in request.messages],
+            "messages": [_message(m) for m in request.messages],
             "max_completion_tokens": request.max_output_tokens,
         }
         if request.temperature is not None:
             params["temperature"] = request.temperature
+        if request.tools:
+            params["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.parameters,
+                    },
+                }
+                for t in request.tools
+            ]
         return params
+
+    def tool_call(self, call_id: str, name: str, arguments: str) -> ToolCall:
+        return ToolCall(call_id, name, parse_arguments(self.name, name, arguments))
 
     def usage(self, usage: dict[str, Any]) -> Usage:
         """The ledger's usage from a usage object (as JSON): prompt_tokens include the cached."""
@@ -136,7 +165,7 @@ class OpenAIProvider(SDKClientProvider[openai.AsyncOpenAI]):
         if isinstance(exc, openai.APIConnectionError | httpx2.HTTPError):
             return ProviderError(f"{self.name}: connection failed: {exc.__cause__ or exc}")
         if isinstance(exc, openai.APIStatusError):
-            return self.status_error(exc.status_code, _message(exc.body) or exc.message)
+            return self.status_error(exc.status_code, _error_message(exc.body) or exc.message)
         return ProviderError(f"{self.name}: {exc.message}")
 
     def status_error(self, status: int, message: str) -> ProviderError:
@@ -144,7 +173,43 @@ class OpenAIProvider(SDKClientProvider[openai.AsyncOpenAI]):
         return error(f"{self.name} answered {status}: {message}")
 
 
-def _message(body: object) -> str | None:
+def _message(m: Message) -> dict[str, Any]:
+    """A message on the Chat Completions wire. A tool message without the id of the call it
+    answers (a client's plain conversation) goes as user text."""
+    if m.role == "tool":
+        if m.tool_call_id is None:
+            return {"role": "user", "content": m.content}
+        return {"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content}
+    if m.tool_calls:
+        return {
+            "role": "assistant",
+            "content": m.content or None,
+            "tool_calls": [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": dumps(c.arguments).decode()},
+                }
+                for c in m.tool_calls
+            ],
+        }
+    return {"role": m.role, "content": m.content}
+
+
+def _gather(calls: dict[int, list[str]], pieces: list[dict[str, Any]]) -> None:
+    """Adds streamed tool-call fragments: the first of a call brings its id and name, every
+    one a piece of the arguments' JSON text."""
+    for piece in pieces:
+        function = piece.get("function") or _NONE
+        call = calls.setdefault(piece.get("index", 0), ["", "", ""])
+        if call_id := piece.get("id"):
+            call[0] = call_id
+        if name := function.get("name"):
+            call[1] = name
+        call[2] += function.get("arguments") or ""
+
+
+def _error_message(body: object) -> str | None:
     """The provider's own message: `{"message": ...}`, or a bare string (xAI's flat bodies)."""
     if isinstance(body, dict):
         message = body.get("message")
