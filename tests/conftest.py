@@ -83,6 +83,8 @@ def settings(backend: str, request: pytest.FixtureRequest, tmp_path_factory: pyt
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     async with LifespanManager(application) as manager:
+        # What the lifespan yielded (asgi-lifespan keeps it private), for tests that swap a part.
+        manager.app.lifespan_state = manager._state  # type: ignore[attr-defined]
         yield manager.app
 
 

@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checkpoint_db = await CheckpointDB.open(settings)
         meter = build_meter(settings, engine)
         providers = build_registry(settings)
-        agent = await Agent.open(settings, meter, checkpoint_db)
+        agent = await Agent.open(settings, meter, checkpoint_db, providers.providers)
         reconciler = Reconciler(meter, sessionmaker)
         loop = asyncio.create_task(
             reconcile_forever(reconciler, redis, settings.reconcile_interval_seconds),

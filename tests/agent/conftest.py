@@ -12,13 +12,14 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import SecretStr
 
 from lipika.agent.checkpoints import open_saver
-from lipika.agent.models import PROVIDERS, ModelProvider
 from lipika.agent.run import AgentRun
 from lipika.agent.runner import Agent, RunRequest
 from lipika.agent.tools import TOOLS, AgentTool
 from lipika.billing.meter import Meter
 from lipika.checkpoint import CheckpointDB
 from lipika.config import Settings
+from lipika.providers.base import ChatProvider
+from lipika.providers.registry import build_registry
 from tests.agent.scripted import Script
 from tests.fixtures.fakes.fixtures import (  # noqa: F401  (the fake provider servers)
     fake_provider_settings,
@@ -40,18 +41,19 @@ MakeAgent = Callable[..., Agent]
 
 
 @pytest.fixture
-def make_agent(
+async def make_agent(
     settings: Settings, meter: Meter, checkpoint_saver: BaseCheckpointSaver
-) -> MakeAgent:
+) -> AsyncIterator[MakeAgent]:
+    """`make_agent(model, tools=..., **settings)`: an agent whose `demo` provider is `model`
+    (a `Script`, or any adapter), and whose other providers are built from the settings."""
+    registries = []
+
     def make(
-        model: Script | ModelProvider | None = None,
+        model: Script | ChatProvider | None = None,
         *,
         tools: Sequence[AgentTool] = TOOLS,
         **settings_overrides: Any,
     ) -> Agent:
-        providers = dict(PROVIDERS)
-        if model is not None:
-            providers["demo"] = model.provider() if isinstance(model, Script) else model
         overrides = {
             name: SecretStr(value)
             if name.endswith("_api_key") and isinstance(value, str)
@@ -59,9 +61,15 @@ def make_agent(
             for name, value in settings_overrides.items()
         }
         agent_settings = settings.model_copy(update=overrides)
-        return Agent(agent_settings, meter, checkpoint_saver, tools=tools, providers=providers)
+        registries.append(registry := build_registry(agent_settings))
+        providers = dict(registry.providers)
+        if model is not None:
+            providers["demo"] = model.provider() if isinstance(model, Script) else model
+        return Agent(agent_settings, meter, checkpoint_saver, providers, tools=tools)
 
-    return make
+    yield make
+    for registry in registries:
+        await registry.aclose()
 
 
 def request(

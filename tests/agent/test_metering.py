@@ -8,17 +8,16 @@ import contextlib
 import uuid
 
 import pytest
-from langchain_core.exceptions import ModelAPIError
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import StructuredTool
 
-from lipika.agent.demo import DemoChatModel
 from lipika.agent.errors import RunCreditCapReached, StepFailed
-from lipika.agent.models import ModelProvider
 from lipika.agent.tools import TOOLS, AgentTool
 from lipika.billing.models import HoldStatus
 from lipika.billing.policy import Outcome
 from lipika.billing.pricebook import PriceBook
+from lipika.providers.base import ChatRequest, Message, ProviderOverloaded
+from lipika.providers.demo import DemoProvider
 from tests.agent.conftest import of_type, request, run_all
 from tests.agent.scripted import Reply, Script
 
@@ -123,7 +122,8 @@ async def test_a_tool_run_meters_every_step_where_it_runs(books, make_agent) -> 
     await books.assert_balanced()
 
     # The second model call saw the tool's result; the thread keeps the whole exchange.
-    assert isinstance(script.calls[1][-1], ToolMessage) and script.calls[1][-1].text == "42"
+    answer = script.calls[1].messages[-1]
+    assert (answer.role, answer.content, answer.name) == ("tool", "42", "calculator")
     history = await make_agent().history(thread)
     assert [type(m) for m in history] == [HumanMessage, AIMessage, ToolMessage, AIMessage]
     assert history[1].tool_calls[0]["name"] == "calculator"
@@ -161,9 +161,9 @@ async def test_a_failing_tool_releases_its_hold_and_ends_the_run_with_a_typed_er
     follow_up = Script([Reply(text="Sorry about that")])
     events = await run_all(make_agent(follow_up), request(workspace, thread, "Try again?"))
     assert events[-1]["type"] == "done"
-    sent = follow_up.calls[0]
-    assert isinstance(sent[-2], ToolMessage) and sent[-2].status == "error"
-    assert sent[-2].tool_call_id == sent[-3].tool_calls[0]["id"]
+    sent = follow_up.calls[0].messages
+    assert sent[-2].role == "tool" and sent[-2].content.startswith("error:")
+    assert sent[-2].tool_call_id == sent[-3].tool_calls[0].id
 
 
 async def test_a_tool_input_error_goes_back_to_the_model_uncharged(books, make_agent) -> None:
@@ -196,7 +196,7 @@ async def test_a_run_failing_at_step_3_pays_for_steps_1_and_2_only(books, make_a
     script = Script(
         [
             Reply(tool_calls=[("calculator", {"expression": "6*7"})]),
-            Reply(text="The answer is", error=ModelAPIError("upstream 529"), fail_after=2),
+            Reply(text="The answer is", error=ProviderOverloaded("upstream 529"), fail_after=2),
         ]
     )
 
@@ -306,7 +306,7 @@ async def test_a_refusal_before_the_first_step_is_raised_by_start(books, make_ag
 async def test_a_provider_failing_before_any_output_is_raised_by_start(books, make_agent) -> None:
     """No stream that holds only an error: the caller answers with the provider's status."""
     workspace = await books.new_wallet(plan="pro")
-    script = Script([Reply(error=ModelAPIError("down"))])
+    script = Script([Reply(error=ProviderOverloaded("down"))])
     with pytest.raises(StepFailed) as failed:
         await run_all(make_agent(script), request(workspace))
     assert (failed.value.status_code, failed.value.code) == (503, "provider_overloaded")
@@ -320,7 +320,7 @@ async def test_a_provider_failing_after_the_first_wait_ends_the_stream_with_an_e
     books, make_agent
 ) -> None:
     workspace = await books.new_wallet(plan="pro")
-    script = Script([Reply(text="late", error=ModelAPIError("down"), fail_after=1, delay=0.2)])
+    script = Script([Reply(text="late", error=ProviderOverloaded("down"), fail_after=1, delay=0.2)])
     run = await make_agent(script, stream_heartbeat_seconds=0.05).start(request(workspace))
     events = [event async for event in run.events()]
     assert [e["type"] for e in events] == ["token", "error"]
@@ -328,10 +328,8 @@ async def test_a_provider_failing_after_the_first_wait_ends_the_stream_with_an_e
     await books.assert_balanced()
 
 
-def slow_demo(delay: float) -> ModelProvider:
-    return ModelProvider(
-        lambda settings, price: DemoChatModel(max_tokens=price.max_output_tokens, token_delay=delay)
-    )
+def slow_demo(delay: float) -> DemoProvider:
+    return DemoProvider(token_delay=delay)
 
 
 async def test_a_client_leaving_mid_stream_is_charged_the_tokens_it_got(books, make_agent) -> None:
@@ -347,7 +345,9 @@ async def test_a_client_leaving_mid_stream_is_charged_the_tokens_it_got(books, m
 
     [hold] = await books.holds(workspace)
     assert (hold.status, hold.outcome) == (HoldStatus.CAPTURED, "client_disconnect")
-    input_tokens = DemoChatModel().estimate_input_tokens([HumanMessage("Hello there")])
+    input_tokens = DemoProvider().estimate_input_tokens(
+        ChatRequest("demo", [Message("user", "Hello there")], max_output_tokens=1)
+    )
     assert hold.usage["input_tokens"] == input_tokens
     assert 3 <= hold.usage["output_tokens"] <= 5
     assert hold.captured == demo_cost(input_tokens, hold.usage["output_tokens"])
@@ -388,27 +388,27 @@ async def test_a_run_past_the_stream_budget_ends_with_a_timeout_and_is_free(
     await books.assert_balanced()
 
 
-async def test_step_failed_maps_provider_errors_to_policy_outcomes() -> None:
-    from langchain_core.exceptions import (
-        ModelInvalidRequestError,
-        ModelRateLimitError,
-        ModelTimeoutError,
+def test_step_failed_carries_the_provider_outcome() -> None:
+    from lipika.agent.errors import step_failed
+    from lipika.providers.base import (
+        ProviderError,
+        ProviderRateLimited,
+        ProviderRejected,
+        ProviderTimeout,
     )
 
-    from lipika.agent.errors import step_failed
-
     cases = {
-        ModelTimeoutError("t"): ("provider_timeout", "provider_timeout"),
-        ModelRateLimitError("r"): ("provider_rate_limited", "provider_error_before_output"),
-        ModelInvalidRequestError("bad"): ("provider_rejected_request", "refused_by_provider"),
-        RuntimeError("?"): ("provider_error", "provider_error_before_output"),
+        ProviderTimeout("t"): ("provider_timeout", "provider_timeout"),
+        ProviderRateLimited("r"): ("provider_rate_limited", "provider_error_before_output"),
+        ProviderRejected("bad"): ("provider_rejected_request", "refused_by_provider"),
+        ProviderError("?"): ("provider_error", "provider_error_before_output"),
     }
     for exc, (code, outcome) in cases.items():
         error = step_failed(exc, produced_output=False)
         assert isinstance(error, StepFailed)
         assert (error.code, error.outcome.value) == (code, outcome)
     assert (
-        step_failed(RuntimeError(), produced_output=True).outcome.value
+        step_failed(ProviderError(), produced_output=True).outcome.value
         == "provider_error_mid_output"
     )
 

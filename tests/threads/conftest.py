@@ -8,9 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
-from lipika.agent.demo import DemoChatModel
-from lipika.agent.models import PROVIDERS, ModelProvider
+from lipika.providers.base import ChatProvider
+from lipika.providers.demo import DemoProvider
 from tests.agent.conftest import checkpoint_saver, make_agent  # noqa: F401  (shared with the agent tests)
 
 
@@ -65,16 +66,15 @@ def threads(client: httpx.AsyncClient):
 
 
 @pytest.fixture
-def use_model(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, ModelProvider], None]:
-    """Serves a provider's models with a stand-in (the app builds its models per message)."""
+def use_model(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, ChatProvider], None]:
+    """Serves a provider's models with a stand-in adapter, for this test."""
+    providers = app.lifespan_state["providers"].providers  # type: ignore[attr-defined]
 
-    def use(provider: str, model: ModelProvider) -> None:
-        monkeypatch.setitem(PROVIDERS, provider, model)  # type: ignore[arg-type]
+    def use(provider: str, adapter: ChatProvider) -> None:
+        monkeypatch.setitem(providers, provider, adapter)
 
     return use
 
 
-def slow_demo(delay: float) -> ModelProvider:
-    return ModelProvider(
-        lambda settings, price: DemoChatModel(max_tokens=price.max_output_tokens, token_delay=delay)
-    )
+def slow_demo(delay: float) -> DemoProvider:
+    return DemoProvider(token_delay=delay)

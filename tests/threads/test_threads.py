@@ -7,13 +7,12 @@ import uuid
 
 import httpx
 from asgi_lifespan import LifespanManager
-from langchain_core.exceptions import ModelAPIError
-from langchain_core.messages import HumanMessage
 
-from lipika.agent.demo import DemoChatModel
 from lipika.app import create_app
 from lipika.billing.pricebook import PriceBook
 from lipika.config import Settings
+from lipika.providers.base import ChatRequest, Message, ProviderOverloaded
+from lipika.providers.demo import DemoProvider
 from tests.agent.scripted import Reply, Script
 from tests.threads.conftest import events_of, slow_demo
 
@@ -69,7 +68,9 @@ async def test_a_message_streams_typed_events_and_is_charged_its_usage(
     assert len(tokens) == 12
     usage = [e for e in events if e["type"] == "usage"]
     assert len(usage) == 1
-    input_tokens = DemoChatModel().estimate_input_tokens([HumanMessage("Hello there, demo!")])
+    input_tokens = DemoProvider().estimate_input_tokens(
+        ChatRequest("demo", [Message("user", "Hello there, demo!")], max_output_tokens=1)
+    )
     assert usage[0]["input_tokens"] == input_tokens
     cost = DEMO.cost({"input_tokens": input_tokens, "output_tokens": 12})
     assert usage[0]["credits_charged"] == cost
@@ -182,7 +183,7 @@ async def test_one_thread_keeps_its_history_across_models(
         ("user", None),
         ("assistant", "gpt-5"),
     ]
-    assert [m.text for m in gpt.calls[0]] == [m["content"] for m in history[:5]]
+    assert [m.content for m in gpt.calls[0].messages] == [m["content"] for m in history[:5]]
     holds = await books.holds(uuid.UUID(account.personal_workspace_id))
     assert [h.model for h in holds] == ["demo", "claude-sonnet-4-5", "gpt-5"]
 
@@ -328,7 +329,7 @@ async def test_a_provider_failing_before_any_output_is_a_plain_http_error(
 ) -> None:
     account = await signup()
     thread = await threads.create(account.headers)
-    use_model("demo", Script([Reply(error=ModelAPIError("overloaded"))]).provider())
+    use_model("demo", Script([Reply(error=ProviderOverloaded("overloaded"))]).provider())
 
     response = await threads.send(account.headers, thread["id"])
 

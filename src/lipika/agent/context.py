@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-
-from langchain_core.messages import BaseMessage
-from langchain_core.runnables import Runnable
 
 from lipika.agent.errors import RunCreditCapReached, RunStepLimitReached
 from lipika.agent.tools import AgentTool
@@ -18,6 +15,7 @@ from lipika.billing.meter import Meter
 from lipika.billing.policy import Outcome
 from lipika.billing.pricebook import TOKEN_BLOCK, Price
 from lipika.kit.money import format_credits
+from lipika.providers.base import ChatProvider, Tool
 
 # A model step that could write fewer tokens than this within the run's credit cap is not
 # started: its answer would be cut off almost at once.
@@ -103,12 +101,13 @@ class RunContext:
     user_id: uuid.UUID | None
     meter: Meter
     price: Price
-    model: Runnable[Any, BaseMessage]  # the chat model, with the tools bound
-    estimate_input_tokens: Callable[[Sequence[BaseMessage]], int]
-    output_limit_arg: str
+    provider: ChatProvider  # the model's provider adapter
     max_output_tokens: int
     tools: Mapping[str, AgentTool]
+    tool_specs: tuple[Tool, ...]  # the tools, as offered to the model
     budget: RunBudget
+    # Where the run's events go (set by the run): called in the node's task, never blocks.
+    emit: Callable[[dict[str, Any]], None] = lambda event: None
     # Set once the first step holds its credits: the run was admitted (see AgentRun.start).
     admitted: asyncio.Future[None] = field(default_factory=asyncio.Future)
     # Why the run is being cancelled, when it is: the step in flight settles by this outcome.

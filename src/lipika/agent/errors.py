@@ -2,32 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import httpx
-from langchain_core.exceptions import (
-    ContextOverflowError,
-    ModelAPIError,
-    ModelAuthenticationError,
-    ModelConnectionError,
-    ModelError,
-    ModelInvalidRequestError,
-    ModelNotFoundError,
-    ModelPermissionDeniedError,
-    ModelRateLimitError,
-    ModelTimeoutError,
-)
-
 from lipika.billing.policy import Outcome
 from lipika.errors import LipikaError
-from lipika.providers.base import (
-    ProviderAuthFailed,
-    ProviderError,
-    ProviderOverloaded,
-    ProviderRateLimited,
-    ProviderRejected,
-    ProviderTimeout,
-)
+from lipika.providers.base import ProviderError
 
 
 class RunLimitReached(LipikaError):
@@ -79,39 +56,8 @@ class RunInternalError(LipikaError):
     type = "api_error"
 
 
-# LangChain (>= 1.8) classifies every provider's HTTP failures into these; the order matters:
-# a context overflow is an invalid request, and both are refusals of the request.
-_CLASSIFIED: tuple[tuple[type[BaseException], type[ProviderError]], ...] = (
-    (ModelTimeoutError, ProviderTimeout),
-    (ModelRateLimitError, ProviderRateLimited),
-    (ContextOverflowError, ProviderRejected),
-    (ModelInvalidRequestError, ProviderRejected),
-    (ModelPermissionDeniedError, ProviderRejected),
-    (ModelAuthenticationError, ProviderAuthFailed),
-    (ModelAPIError, ProviderOverloaded),
-    (ModelConnectionError, ProviderError),
-    (ModelNotFoundError, ProviderError),
-    (ModelError, ProviderError),
-    (httpx.TimeoutException, ProviderTimeout),
-    (asyncio.TimeoutError, ProviderTimeout),
-)
-
-
-def step_failed(exc: BaseException, *, produced_output: bool) -> StepFailed:
-    """The typed error (and charge outcome) of a model call that raised `exc`."""
-    error = exc if isinstance(exc, ProviderError) else _classify(exc)
+def step_failed(error: ProviderError, *, produced_output: bool) -> StepFailed:
+    """The typed error (and charge outcome) of a model call whose provider failed."""
     outcome = error.outcome_given(produced_output=produced_output)
-    message = str(exc).strip() or "the model provider failed"
+    message = str(error).strip() or "the model provider failed"
     return StepFailed(error, message[:500], outcome)
-
-
-def _classify(exc: BaseException) -> ProviderError:
-    for kind, error in _CLASSIFIED:
-        if isinstance(exc, kind):
-            return error()
-    status = getattr(exc, "status_code", None) or getattr(exc, "code", None)
-    if status in (400, 404, 413, 422):
-        return ProviderRejected()
-    if status == 429:
-        return ProviderRateLimited()
-    return ProviderError()

@@ -10,13 +10,12 @@ the step in flight by its outcome, shielded so that the settlement outlives the 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Annotated, Any, TypedDict
 
 import structlog
-from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, BaseMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
 from langgraph.graph.message import add_messages
 from langgraph.prebuilt.tool_node import ToolCallRequest, ToolInvocationError
 from langgraph.runtime import Runtime
@@ -24,10 +23,12 @@ from langgraph.types import Command
 
 from lipika.agent.context import RunContext
 from lipika.agent.errors import ToolFailed, step_failed
+from lipika.agent.history import Reply, as_history, now, to_provider
 from lipika.agent.tools import ToolInputError
-from lipika.agent.usage import estimate_output_tokens, price_units
+from lipika.agent.usage import usage_so_far
 from lipika.billing.meter import Metered
 from lipika.billing.policy import Outcome
+from lipika.providers.base import ChatRequest, Finish, ProviderError, Usage
 
 log = structlog.get_logger()
 
@@ -40,11 +41,17 @@ class AgentState(TypedDict):
 
 async def call_model(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, list[AIMessage]]:
     """One metered model step: the reply is streamed out as token events as it arrives."""
-    ctx, emit = runtime.context, runtime.stream_writer
-    messages = state["messages"]
+    ctx = runtime.context
     step = ctx.budget.take_step()
-    input_tokens = ctx.estimate_input_tokens(messages)
+    request = ChatRequest(
+        model=ctx.model_name,
+        messages=to_provider(state["messages"]),
+        max_output_tokens=ctx.max_output_tokens,
+        tools=ctx.tool_specs,
+    )
+    input_tokens = ctx.provider.estimate_input_tokens(request)
     limit = ctx.budget.output_limit(ctx.price, input_tokens, ctx.max_output_tokens)
+    request = replace(request, max_output_tokens=limit)
     max_usage = {"input_tokens": input_tokens, "output_tokens": limit}
     with ctx.budget.holding(ctx.price.cost(max_usage)):
         async with ctx.meter.hold(
@@ -56,94 +63,62 @@ async def call_model(state: AgentState, runtime: Runtime[RunContext]) -> dict[st
             idempotency_key=f"agent:{ctx.run_id}:{step}",
         ) as held:
             ctx.mark_admitted()
-            reply = await _stream_reply(ctx, held, messages, limit, input_tokens, emit)
-            usage = _reported_usage(ctx, reply, input_tokens)
-            settlement = await held.settle(Outcome.SUCCESS, usage=usage)
+            reply = await _stream_reply(ctx, held, request, input_tokens)
+            usage = _charged_usage(ctx, reply, input_tokens)
+            settlement = await held.settle(Outcome.SUCCESS, usage=usage.units())
             ctx.budget.spend(settlement.charged)
     ctx.balance_after = settlement.balance_after
-    emit(
+    ctx.emit(
         {
             "type": "usage",
             "step": step,
             "model": ctx.model_name,
-            **usage,
+            **usage.units(),
             "credits_charged": settlement.charged,
             "balance_after": settlement.balance_after,
         }
     )
-    return {"messages": [_as_history(reply, ctx.model_name, settlement.charged)]}
+    return {"messages": [as_history(reply, usage, ctx.model_name, settlement.charged)]}
 
 
 async def _stream_reply(
-    ctx: RunContext,
-    held: Metered,
-    messages: Sequence[BaseMessage],
-    limit: int,
-    input_tokens: int,
-    emit: Callable[[Any], None],
-) -> AIMessageChunk:
-    reply: AIMessageChunk | None = None
+    ctx: RunContext, held: Metered, request: ChatRequest, input_tokens: int
+) -> Reply:
+    """Streams the call through the provider's adapter, each text delta out as it comes."""
+    emit = ctx.emit
+    parts: list[str] = []
+    usage: Usage | None = None
+    finish: Finish | None = None
     try:
-        async for chunk in ctx.model.astream(messages, **{ctx.output_limit_arg: limit}):
-            reply = chunk if reply is None else reply + chunk  # type: ignore[assignment]
-            if text := str(chunk.text):
-                emit({"type": "token", "text": text})
+        async for event in ctx.provider.stream(request):
+            if type(event) is str:
+                parts.append(event)
+                emit({"type": "token", "text": event})
+            elif isinstance(event, Usage):
+                usage = event
+            elif isinstance(event, Finish):
+                finish = event
     except asyncio.CancelledError:
-        so_far = _usage_so_far(reply, input_tokens)
+        so_far = usage_so_far(Reply("".join(parts), (), usage, None), input_tokens).units()
         outcome = ctx.stop_reason or Outcome.CLIENT_DISCONNECT
         await asyncio.shield(held.settle(outcome, usage=so_far, usage_so_far=so_far))
         raise
-    except Exception as exc:
-        produced = reply is not None and bool(str(reply.text) or reply.tool_call_chunks)
-        raise step_failed(exc, produced_output=produced) from exc
-    return reply if reply is not None else AIMessageChunk(content="")
-
-
-def _reported_usage(ctx: RunContext, reply: AIMessageChunk, input_tokens: int) -> dict[str, int]:
-    usage = price_units(reply.usage_metadata or {})
-    if usage["input_tokens"] + usage["cached_input_tokens"] > 0:
-        return usage
-    # Never silently free: a provider that reported nothing is charged our estimate.
-    log.warning("provider_usage_missing", model=ctx.model_name, run_id=str(ctx.run_id))
-    return _usage_so_far(reply, input_tokens)
-
-
-def _usage_so_far(reply: AIMessageChunk | None, input_tokens: int) -> dict[str, int]:
-    """What was used up to a stop: as reported where the provider said, else estimated."""
-    reported = price_units(reply.usage_metadata or {}) if reply is not None else {}
-    if reported and reported["input_tokens"] + reported["cached_input_tokens"] > 0:
-        reported["output_tokens"] = max(reported["output_tokens"], estimate_output_tokens(reply))
-        return reported
-    return {
-        "input_tokens": input_tokens,
-        "cached_input_tokens": 0,
-        "output_tokens": estimate_output_tokens(reply),
-    }
-
-
-def _as_history(reply: AIMessageChunk, model: str, charged: int) -> AIMessage:
-    """The reply as kept in the thread: plain text and standard tool calls, so that any
-    provider's model can read it on the next turn (provider-specific blocks are dropped)."""
-    return AIMessage(
-        content=str(reply.text),
-        tool_calls=reply.tool_calls,
-        # Our own id: the thread's reducer replaces a message with the same id, and a provider
-        # id is not ours to trust as unique across providers.
-        id=str(uuid.uuid4()),
-        usage_metadata=reply.usage_metadata,
-        response_metadata={
-            "model": model,
-            "provider_message_id": reply.id,
-            "finish_reason": _finish_reason(reply.response_metadata),
-            "credits_charged": charged,
-            "created_at": _now(),
-        },
+    except ProviderError as exc:
+        raise step_failed(exc, produced_output=bool(parts)) from exc
+    return Reply(
+        "".join(parts),
+        finish.tool_calls if finish else (),
+        usage,
+        finish.reason if finish else None,
     )
 
 
-def _finish_reason(metadata: Mapping[str, Any]) -> str | None:
-    reason = metadata.get("finish_reason") or metadata.get("stop_reason")
-    return str(reason) if reason else None
+def _charged_usage(ctx: RunContext, reply: Reply, input_tokens: int) -> Usage:
+    if reply.usage is not None and reply.usage.input_tokens > 0:
+        return reply.usage
+    # Never silently free: a provider that reported nothing is charged our estimate.
+    log.warning("provider_usage_missing", model=ctx.model_name, run_id=str(ctx.run_id))
+    return usage_so_far(reply, input_tokens)
 
 
 ToolExecute = Callable[[ToolCallRequest], Awaitable[ToolMessage | Command]]
@@ -157,7 +132,7 @@ async def call_tool(request: ToolCallRequest, execute: ToolExecute) -> ToolMessa
     releases its hold and fails the run with `tool_failed`.
     """
     ctx: RunContext = request.runtime.context
-    emit = request.runtime.stream_writer
+    emit = ctx.emit
     call = request.tool_call
     spec = ctx.tools.get(call["name"])
     if spec is None or request.tool is None:
@@ -203,7 +178,7 @@ async def call_tool(request: ToolCallRequest, execute: ToolExecute) -> ToolMessa
     if settlement.balance_after is not None:
         ctx.balance_after = settlement.balance_after
     if isinstance(result, ToolMessage):
-        result.response_metadata.update(credits_charged=settlement.charged, created_at=_now())
+        result.response_metadata.update(credits_charged=settlement.charged, created_at=now())
     emit(
         {
             "type": "tool_end",
@@ -233,7 +208,3 @@ def _tool_error(call: Mapping[str, Any], message: str) -> ToolMessage:
 
 def _output_text(result: ToolMessage | Command) -> str:
     return str(result.text) if isinstance(result, ToolMessage) else ""
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()

@@ -65,6 +65,7 @@ class AgentRun:
         self._done_callbacks: list[Callable[[AgentRun], object]] = []
         self._first_event: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._streaming = False
+        context.emit = self._emit
 
     @property
     def run_id(self) -> uuid.UUID:
@@ -109,6 +110,13 @@ class AgentRun:
             if not ended:
                 await self.cancel(Outcome.CLIENT_DISCONNECT)
 
+    def _emit(self, event: Event) -> None:
+        """The nodes' events go straight to the queue (not through LangGraph's stream, which
+        costs more per token than the rest of the relay)."""
+        self._events.put_nowait(event)
+        if not self._first_event.done():
+            self._first_event.set_result(None)
+
     async def cancel(self, reason: Outcome) -> None:
         """Stops the run, if it still runs, and waits until it has settled and finished."""
         task = self._task
@@ -124,12 +132,7 @@ class AgentRun:
         watchdog = loop.call_later(self.budget_seconds, self._out_of_time)
         terminal: Event | None = None
         try:
-            async for event in self.graph.astream(
-                self.input, self.config, context=self.context, stream_mode="custom"
-            ):
-                self._events.put_nowait(event)
-                if not self._first_event.done():
-                    self._first_event.set_result(None)
+            await self.graph.ainvoke(self.input, self.config, context=self.context)
             terminal = {"type": "done", **self.totals()}
         except asyncio.CancelledError:
             if self.context.stop_reason != Outcome.PROVIDER_TIMEOUT:

@@ -7,23 +7,19 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import RunnableConfig
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 
 from lipika.agent.checkpoints import CheckpointRetention, open_saver
 from lipika.agent.context import RunBudget, RunContext
-from lipika.agent.demo import DemoChatModel
 from lipika.agent.graph import build_graph
-from lipika.agent.models import PROVIDERS, ModelProvider
 from lipika.agent.run import AgentRun
 from lipika.agent.tools import TOOLS, AgentTool
-from lipika.agent.usage import estimate_input_tokens
 from lipika.billing.errors import UnknownPrice
 from lipika.billing.meter import Meter
 from lipika.billing.policy import Outcome
@@ -31,6 +27,7 @@ from lipika.billing.pricebook import Price, PriceBookError
 from lipika.chat.service import ModelUnavailable
 from lipika.checkpoint import CheckpointDB
 from lipika.config import Settings
+from lipika.providers.base import ChatProvider, Tool
 
 log = structlog.get_logger()
 
@@ -49,22 +46,20 @@ class RunRequest:
     max_credits: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _BoundModel:
-    runnable: Runnable[Any, BaseMessage]
-    estimate: Callable[[Sequence[BaseMessage]], int]
-
-
 class Agent:
-    """The compiled graph on its checkpointer, the tools, and what a run needs to start."""
+    """The compiled graph on its checkpointer, the tools, and what a run needs to start.
+
+    Model steps go through the same provider adapters as chat completions (one connection
+    pool per provider, and the relay's cost per token); LangGraph sees each reply whole.
+    """
 
     def __init__(
         self,
         settings: Settings,
         meter: Meter,
         saver: BaseCheckpointSaver,
+        providers: Mapping[str, ChatProvider],
         tools: Sequence[AgentTool] = TOOLS,
-        providers: Mapping[str, ModelProvider] = PROVIDERS,
     ) -> None:
         for tool in tools:
             if meter.price_book.get(tool.price) is None:
@@ -73,15 +68,21 @@ class Agent:
         self.meter = meter
         self.saver = saver
         self.tools = {tool.name: tool for tool in tools}
+        self.tool_specs = tuple(_spec(tool) for tool in tools)
         self.providers = providers
         self.graph: CompiledStateGraph = build_graph(tools, saver)
         self.retention = CheckpointRetention(saver, settings.checkpoints_kept_per_thread)
         self._runs: set[AgentRun] = set()
-        self._models: dict[tuple[str, ModelProvider], _BoundModel] = {}
 
     @classmethod
-    async def open(cls, settings: Settings, meter: Meter, checkpoint_db: CheckpointDB) -> Agent:
-        return cls(settings, meter, await open_saver(checkpoint_db))
+    async def open(
+        cls,
+        settings: Settings,
+        meter: Meter,
+        checkpoint_db: CheckpointDB,
+        providers: Mapping[str, ChatProvider],
+    ) -> Agent:
+        return cls(settings, meter, await open_saver(checkpoint_db), providers)
 
     def model_price(self, model: str) -> Price:
         """The model's price; 404 if the price book has no such model, 503 if not configured."""
@@ -89,7 +90,7 @@ class Agent:
         if price is None or price.kind != "model":
             raise UnknownPrice(f"model {model!r} does not exist", price=model)
         provider = self.providers.get(price.provider or "")
-        if provider is None or not provider.available(self.settings):
+        if provider is None or not provider.available:
             raise ModelUnavailable(f"model {model!r} is not available on this server")
         return price
 
@@ -141,8 +142,6 @@ class Agent:
 
     def _context(self, request: RunRequest) -> RunContext:
         price = self.model_price(request.model)
-        provider = self.providers[price.provider or ""]
-        model = self._model(price, provider)
         limit = price.max_output_tokens or 4096
         max_steps = self.settings.agent_max_steps
         return RunContext(
@@ -151,34 +150,15 @@ class Agent:
             user_id=request.user_id,
             meter=self.meter,
             price=price,
-            model=model.runnable,
-            estimate_input_tokens=model.estimate,
-            output_limit_arg=provider.output_limit_arg,
+            provider=self.providers[price.provider or ""],
             max_output_tokens=min(request.max_output_tokens or limit, limit),
             tools=self.tools,
+            tool_specs=self.tool_specs,
             budget=RunBudget(
                 max_steps=min(request.max_steps or max_steps, max_steps),
                 max_credits=request.max_credits,
             ),
         )
-
-    def _model(self, price: Price, provider: ModelProvider) -> _BoundModel:
-        """The chat model with the tools bound, built once per model (some SDK clients take
-        a tenth of a second to build) and shared by every run: models hold no run state."""
-        key = (price.name, provider)
-        if key not in self._models:
-            chat_model = provider.build(self.settings, price)
-            tools = [t.tool for t in self.tools.values()]
-            if isinstance(chat_model, DemoChatModel):
-                estimate: Callable[[Sequence[BaseMessage]], int] = chat_model.estimate_input_tokens
-            else:
-                schemas = [convert_to_openai_tool(t) for t in tools]
-
-                def estimate(messages: Sequence[BaseMessage]) -> int:
-                    return estimate_input_tokens(messages, schemas)
-
-            self._models[key] = _BoundModel(chat_model.bind_tools(tools), estimate)
-        return self._models[key]
 
     def _finisher(
         self, thread_id: uuid.UUID, then: Callable[[], Awaitable[None]] | None
@@ -200,6 +180,11 @@ def _config(thread_id: uuid.UUID, max_steps: int | None = None) -> RunnableConfi
         # Our step cap (every model and tool call) binds first; LangGraph's is a backstop.
         config["recursion_limit"] = 2 * max_steps + 4
     return config
+
+
+def _spec(tool: AgentTool) -> Tool:
+    function = convert_to_openai_tool(tool.tool)["function"]
+    return Tool(function["name"], function.get("description", ""), function["parameters"])
 
 
 def _close_dangling_tool_calls(history: Sequence[BaseMessage]) -> list[ToolMessage]:
