@@ -25,7 +25,7 @@ class Client:
 
 
 async def run(frames, client: Client, heartbeat: float = 10) -> None:
-    await sse.EventStream(frames, heartbeat=heartbeat)({"type": "http"}, client.receive, client.send)
+    await sse.sse_response(frames, heartbeat=heartbeat)({"type": "http"}, client.receive, client.send)
 
 
 async def slow(*frames: bytes, pause: float):

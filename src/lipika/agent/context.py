@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +92,10 @@ class RunBudget:
         )
 
 
+async def _discard(event: dict[str, Any]) -> None:
+    pass
+
+
 @dataclass
 class RunContext:
     """The runtime context of one agent run (LangGraph passes it to every node)."""
@@ -106,8 +110,8 @@ class RunContext:
     tools: Mapping[str, AgentTool]
     tool_specs: tuple[Tool, ...]  # the tools, as offered to the model
     budget: RunBudget
-    # Where the run's events go (set by the run): called in the node's task, never blocks.
-    emit: Callable[[dict[str, Any]], None] = lambda event: None
+    # Where the run's events go (set by the run), awaited in the node's task.
+    emit: Callable[[dict[str, Any]], Awaitable[None]] = field(default=_discard)
     # Set once the first step holds its credits: the run was admitted (see AgentRun.start).
     admitted: asyncio.Future[None] = field(default_factory=asyncio.Future)
     # Why the run is being cancelled, when it is: the step in flight settles by this outcome.

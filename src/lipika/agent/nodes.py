@@ -68,7 +68,7 @@ async def call_model(state: AgentState, runtime: Runtime[RunContext]) -> dict[st
             settlement = await held.settle(Outcome.SUCCESS, usage=usage.units())
             ctx.budget.spend(settlement.charged)
     ctx.balance_after = settlement.balance_after
-    ctx.emit(
+    await ctx.emit(
         {
             "type": "usage",
             "step": step,
@@ -93,7 +93,7 @@ async def _stream_reply(
         async for event in ctx.provider.stream(request):
             if type(event) is str:
                 parts.append(event)
-                emit({"type": "token", "text": event})
+                await emit({"type": "token", "text": event})
             elif isinstance(event, Usage):
                 usage = event
             elif isinstance(event, Finish):
@@ -149,7 +149,7 @@ async def call_tool(request: ToolCallRequest, execute: ToolExecute) -> ToolMessa
             max_usage=spec.max_usage,
             idempotency_key=f"agent:{ctx.run_id}:{step}",
         ) as held:
-            emit(
+            await emit(
                 {
                     "type": "tool_start",
                     "step": step,
@@ -179,7 +179,7 @@ async def call_tool(request: ToolCallRequest, execute: ToolExecute) -> ToolMessa
         ctx.balance_after = settlement.balance_after
     if isinstance(result, ToolMessage):
         result.response_metadata.update(credits_charged=settlement.charged, created_at=now())
-    emit(
+    await emit(
         {
             "type": "tool_end",
             "step": step,

@@ -34,10 +34,12 @@ from lipika.errors import LipikaError
 log = structlog.get_logger()
 
 Event = dict[str, Any]
+Deliver = Callable[[Event], Awaitable[None]]
 
 
 class AgentRun:
-    """One run of the graph on one thread, as a task that feeds a queue of events."""
+    """One run of the graph on one thread, as a task whose events go to a queue (`events()`)
+    or, once a streamed response has attached (`stream_to`), out from the run's own task."""
 
     def __init__(
         self,
@@ -65,6 +67,8 @@ class AgentRun:
         self._done_callbacks: list[Callable[[AgentRun], object]] = []
         self._first_event: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._streaming = False
+        self._sink: Deliver | None = None
+        self._ended = asyncio.Event()  # the terminal event is out (delivered or queued)
         context.emit = self._emit
 
     @property
@@ -110,10 +114,37 @@ class AgentRun:
             if not ended:
                 await self.cancel(Outcome.CLIENT_DISCONNECT)
 
-    def _emit(self, event: Event) -> None:
-        """The nodes' events go straight to the queue (not through LangGraph's stream, which
-        costs more per token than the rest of the relay)."""
-        self._events.put_nowait(event)
+    async def stream_to(self, deliver: Deliver) -> None:
+        """Delivers the run's events, up to the terminal one, with `deliver`: the events queued
+        so far from this task, then every later one from the run's own task as it is made, so
+        a token is not handed from task to task. Cancelled (the client left), it cancels the
+        run: the step in flight is settled by the charge policy for a disconnect."""
+        ended = False
+        try:
+            while not self._events.empty():
+                event = self._events.get_nowait()
+                if event is None:
+                    ended = True
+                    return
+                await deliver(event)
+            self._sink = deliver  # the queue is empty and nothing ran since: order is kept
+            await self._ended.wait()
+            ended = True
+        finally:
+            self._sink = None
+            if not ended:
+                await self.cancel(Outcome.CLIENT_DISCONNECT)
+
+    async def _emit(self, event: Event) -> None:
+        """Where the nodes' events go (not through LangGraph's stream, which costs more per
+        token than the rest of the relay)."""
+        if self._sink is None:
+            self._events.put_nowait(event)
+        else:
+            try:
+                await self._sink(event)
+            except OSError:  # the client left: its response cancels the run
+                self._sink = None
         if not self._first_event.done():
             self._first_event.set_result(None)
 
@@ -150,12 +181,15 @@ class AgentRun:
             terminal = self._failed(RunInternalError("the agent failed"))
         finally:
             watchdog.cancel()
-            # The thread is released before the terminal event goes out, so a client that
-            # sends its next message on `done` is never refused as a double text.
-            await asyncio.shield(self._finish())
-            if terminal is not None:
-                self._events.put_nowait(terminal)
-            self._events.put_nowait(None)
+            try:
+                # The thread is released before the terminal event goes out, so a client that
+                # sends its next message on `done` is never refused as a double text.
+                await asyncio.shield(self._finish())
+                if terminal is not None:
+                    await self._emit(terminal)
+            finally:
+                self._events.put_nowait(None)
+                self._ended.set()
 
     async def _finish(self) -> None:
         try:

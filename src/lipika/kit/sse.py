@@ -1,7 +1,8 @@
 """Server-sent events: `data: {json}\\n\\n` frames, heartbeats, and the response that sends them.
 
 `sse_response` turns an async iterator of ready frames into a response that also writes a
-heartbeat comment whenever the iterator stays silent. The frames are bytes built once with
+heartbeat comment whenever the iterator stays silent; `EventStream` itself takes a producer
+that writes its frames, from whichever task makes them. The frames are bytes built once with
 orjson; nothing is re-encoded on the way out. Producers own their time budget and end with
 their own terminal frame (an error frame or `[DONE]`).
 """
@@ -10,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias
 
 import orjson
 from starlette.responses import Response
@@ -21,6 +22,9 @@ HEARTBEAT = b": keep-alive\n\n"
 DONE = b"data: [DONE]\n\n"
 HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 MEDIA_TYPE = "text/event-stream"
+
+Write: TypeAlias = Callable[[bytes], Awaitable[None]]  # sends one or more frames
+Producer: TypeAlias = Callable[[Write], Awaitable[None]]  # writes the body's frames, then returns
 
 
 def frame(payload: Any) -> bytes:
@@ -33,22 +37,24 @@ def event(name: str, payload: Any) -> bytes:
 
 
 class EventStream(Response):
-    """A `text/event-stream` response that writes each frame from the task producing it.
+    """A `text/event-stream` response whose frames are written by the task making them.
 
-    The task that produces a frame also sends it, so a relayed token costs one task step and
-    no hand-off between tasks. The request's own task only waits for the producer to finish or for the client to leave; on a
-    disconnect it cancels the producer once (plain asyncio cancellation, so the producer's
-    cleanup, such as settling a hold, runs to the end) and waits for it. A timer per
-    heartbeat period writes a comment when the period passed without a frame.
+    `produce(write)` runs as the producer task and returns when the body is complete; the
+    `write` it is given may be called from any task (an agent run writes from its own), so a
+    relayed token costs one task step and no hand-off between tasks. The request's own task
+    only waits for the producer to finish or for the client to leave; on a disconnect it
+    cancels the producer once (plain asyncio cancellation, so the producer's cleanup, such as
+    settling a hold, runs to the end) and waits for it. A timer per heartbeat period writes a
+    comment when the period passed without a frame.
     """
 
     media_type = MEDIA_TYPE
 
-    def __init__(self, frames: AsyncIterator[bytes], *, heartbeat: float) -> None:
+    def __init__(self, produce: Producer, *, heartbeat: float) -> None:
         self.status_code = 200
         self.background = None
         self.init_headers(HEADERS)  # no body, so no content-length: the stream is chunked
-        self.frames = frames
+        self.produce = produce
         self.heartbeat = heartbeat
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -57,11 +63,13 @@ class EventStream(Response):
         quiet = True
         beats: set[asyncio.Task[None]] = set()
 
-        async def pump() -> None:
+        async def write(chunk: bytes) -> None:
             nonlocal quiet
-            async for chunk in self.frames:
-                quiet = False
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            quiet = False
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        async def pump() -> None:
+            await self.produce(write)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         async def beat() -> None:
@@ -103,4 +111,10 @@ async def _disconnected(receive: Receive) -> None:
 
 
 def sse_response(frames: AsyncIterator[bytes], *, heartbeat: float) -> EventStream:
-    return EventStream(frames, heartbeat=heartbeat)
+    """The response for frames made by an async iterator (in the producer task)."""
+
+    async def produce(write: Write) -> None:
+        async for chunk in frames:
+            await write(chunk)
+
+    return EventStream(produce, heartbeat=heartbeat)

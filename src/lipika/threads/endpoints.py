@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
@@ -125,10 +123,14 @@ async def send_message(
     run = await start_run(agent, accepted)
     if not body.stream:
         return await run_to_completion(agent, run)
-    return sse.sse_response(_frames(run), heartbeat=settings.stream_heartbeat_seconds)
+    return sse.EventStream(_producer(run), heartbeat=settings.stream_heartbeat_seconds)
 
 
-async def _frames(run: AgentRun) -> AsyncIterator[bytes]:
-    async with contextlib.aclosing(run.events()) as events:
-        async for event in events:
-            yield sse.frame(event)
+def _producer(run: AgentRun) -> sse.Producer:
+    async def produce(write: sse.Write) -> None:
+        async def deliver(event: dict[str, Any]) -> None:
+            await write(sse.frame(event))
+
+        await run.stream_to(deliver)
+
+    return produce
