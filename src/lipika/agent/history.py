@@ -17,9 +17,27 @@ from langchain_core.messages.ai import UsageMetadata
 
 from lipika.providers.base import FinishReason, Message, ToolCall, Usage
 
+STOPPED = "error: the run stopped before this tool call completed"
+
 
 def to_provider(messages: Sequence[BaseMessage]) -> list[Message]:
-    return [_message(m) for m in messages]
+    """The conversation for a model call. A tool call that a stopped run never answered gets
+    an error result after the answered ones: every provider refuses a conversation with an
+    unanswered call, so the thread's next message would otherwise fail for good."""
+    result: list[Message] = []
+    unanswered: dict[str, ToolCall] = {}
+    for message in messages:
+        converted = _message(message)
+        if converted.role == "tool":
+            unanswered.pop(converted.tool_call_id or "", None)
+        else:
+            result += (
+                Message("tool", STOPPED, tool_call_id=c.id, name=c.name)
+                for c in unanswered.values()
+            )
+            unanswered = {c.id: c for c in converted.tool_calls}
+        result.append(converted)
+    return result
 
 
 def _message(message: BaseMessage) -> Message:

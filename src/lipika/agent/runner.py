@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -113,7 +113,6 @@ class Agent:
         with a plain HTTP status instead of a stream holding only an error.
         """
         context = self._context(request)
-        history = await self.history(request.thread_id)
         now = datetime.now(UTC).isoformat()
         message = HumanMessage(
             content=request.content,
@@ -125,7 +124,7 @@ class Agent:
             message.id or "",
             self.graph,
             _config(request.thread_id, context.budget.max_steps),
-            {"messages": [*_close_dangling_tool_calls(history), message]},
+            {"messages": [message]},
             context,
             budget_seconds=self.settings.stream_budget_seconds,
             on_finish=self._finisher(request.thread_id, on_finish),
@@ -185,21 +184,3 @@ def _config(thread_id: uuid.UUID, max_steps: int | None = None) -> RunnableConfi
 def _spec(tool: AgentTool) -> Tool:
     function = convert_to_openai_tool(tool.tool)["function"]
     return Tool(function["name"], function.get("description", ""), function["parameters"])
-
-
-def _close_dangling_tool_calls(history: Sequence[BaseMessage]) -> list[ToolMessage]:
-    """Results for tool calls a failed run never answered: every provider refuses a
-    conversation with an unanswered tool call, so the next message would fail forever."""
-    answered = {m.tool_call_id for m in history if isinstance(m, ToolMessage)}
-    return [
-        ToolMessage(
-            content="error: the run stopped before this tool call completed",
-            tool_call_id=call["id"],
-            name=call["name"],
-            status="error",
-        )
-        for message in history
-        if isinstance(message, AIMessage)
-        for call in message.tool_calls
-        if call["id"] not in answered
-    ]
