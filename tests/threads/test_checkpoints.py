@@ -50,6 +50,31 @@ async def test_each_run_keeps_only_the_latest_checkpoints_of_its_thread(
     assert [m.text for m in history[::4]] == ["question 0", "question 1", "question 2"]
 
 
+async def test_a_thread_is_pruned_once_it_can_hold_more_than_it_keeps(
+    books, make_agent, checkpoint_saver, monkeypatch
+) -> None:
+    """A run of one model step writes three checkpoints (input, start, model); young threads
+    skip the prune query, and the bound holds after every run."""
+    workspace = await books.new_wallet(plan="pro")
+    thread = uuid.uuid4()
+    agent = make_agent(checkpoints_kept_per_thread=10)
+    pruned = []
+    prune = agent.retention.prune
+
+    async def counted(thread_ids):
+        pruned.append(list(thread_ids))
+        return await prune(thread_ids)
+
+    monkeypatch.setattr(agent.retention, "prune", counted)
+    counts = []
+    for n in range(5):
+        await run_all(agent, request(workspace, thread, f"message {n}"))
+        counts.append(await checkpoints(checkpoint_saver, str(thread)))
+    assert counts == [3, 6, 9, 10, 10]
+    assert pruned == [[str(thread)]] * 2  # from the fourth run on (last step 10: 10 + 3 > 10)
+    assert len(await agent.history(thread)) == 10
+
+
 async def test_pruning_by_hand_keeps_the_history_and_frees_old_blobs(
     books, make_agent, checkpoint_saver
 ) -> None:

@@ -117,6 +117,7 @@ class RunContext:
     # Why the run is being cancelled, when it is: the step in flight settles by this outcome.
     stop_reason: Outcome | None = None
     balance_after: int | None = None
+    last_model_step: int | None = None  # LangGraph's step number of the latest model call
 
     @property
     def model_name(self) -> str:

@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypedDict
 
 import structlog
 from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph.message import add_messages
 from langgraph.prebuilt.tool_node import ToolCallRequest, ToolInvocationError
 from langgraph.runtime import Runtime
@@ -39,10 +40,13 @@ class AgentState(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
 
 
-async def call_model(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, list[AIMessage]]:
+async def call_model(
+    state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig
+) -> dict[str, list[AIMessage]]:
     """One metered model step: the reply is streamed out as token events as it arrives."""
     ctx = runtime.context
     step = ctx.budget.take_step()
+    ctx.last_model_step = config["metadata"]["langgraph_step"]
     request = ChatRequest(
         model=ctx.model_name,
         messages=to_provider(state["messages"]),

@@ -127,7 +127,7 @@ class Agent:
             {"messages": [message]},
             context,
             budget_seconds=self.settings.stream_budget_seconds,
-            on_finish=self._finisher(request.thread_id, on_finish),
+            on_finish=self._finisher(request.thread_id, context, on_finish),
         )
         self._runs.add(run)
         run.on_done(self._runs.discard)
@@ -160,17 +160,32 @@ class Agent:
         )
 
     def _finisher(
-        self, thread_id: uuid.UUID, then: Callable[[], Awaitable[None]] | None
+        self,
+        thread_id: uuid.UUID,
+        context: RunContext,
+        then: Callable[[], Awaitable[None]] | None,
     ) -> Callable[[], Awaitable[None]]:
         async def finish() -> None:
             try:
-                await self.retention.prune([str(thread_id)])
+                if self._may_exceed_retention(context):
+                    await self.retention.prune([str(thread_id)])
             except Exception as exc:  # noqa: BLE001 - pruning again later is harmless
                 log.warning("checkpoint_prune_failed", thread_id=str(thread_id), error=repr(exc))
             if then is not None:
                 await then()
 
         return finish
+
+    def _may_exceed_retention(self, context: RunContext) -> bool:
+        """Whether the thread may hold more checkpoints than are kept, so pruning has work.
+
+        LangGraph numbers a thread's steps on from run to run, starting at -1, and writes one
+        checkpoint per step: a thread whose last model step was step k holds at most k + 3
+        checkpoints (its tool step, if that failed, included). Most threads are short, and
+        skip the query.
+        """
+        last = context.last_model_step
+        return last is None or last + 3 > self.retention.keep
 
 
 def _config(thread_id: uuid.UUID, max_steps: int | None = None) -> RunnableConfig:
