@@ -7,6 +7,8 @@ import uuid
 import httpx
 
 from lipika.billing.pricebook import PriceBook
+from lipika.providers.base import ChatRequest, ChatResult, Message, Usage
+from lipika.providers.demo import DemoProvider
 from tests.chat.sse import parse
 
 FREE_MONTHLY = 100_000_000
@@ -109,3 +111,35 @@ async def test_models_list_prices_availability_and_plan(client: httpx.AsyncClien
     assert (missing.status_code, missing.json()["error"]["code"]) == (404, "model_not_found")
     anonymous = await client.get("/v1/models")
     assert anonymous.status_code == 401
+
+
+
+class Unmetered(DemoProvider):
+    """The demo model, answering without usage."""
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        result = await super().complete(request)
+        return ChatResult(text=result.text, usage=Usage())
+
+
+async def test_an_answer_without_usage_is_charged_the_estimate_not_nothing(
+    app, client: httpx.AsyncClient, signup, monkeypatch
+) -> None:
+    """The hold's input estimate and the answer's text (four characters a token) are charged."""
+    monkeypatch.setitem(app.lifespan_state["providers"].providers, "demo", Unmetered())
+    account = await signup()
+
+    answer = (
+        await client.post("/v1/chat/completions", json=ask("Hello there"), headers=account.headers)
+    ).json()
+
+    usage = answer["usage"]
+    estimate = DemoProvider().estimate_input_tokens(
+        ChatRequest("demo", [Message("user", "Hello there")], max_output_tokens=1)
+    )
+    assert usage["prompt_tokens"] == estimate > 0
+    assert usage["completion_tokens"] == -(-len(answer["choices"][0]["message"]["content"]) // 4)
+    tokens = {"input_tokens": usage["prompt_tokens"], "output_tokens": usage["completion_tokens"]}
+    assert usage["credits_charged"] == PRICE.cost(tokens) > 0
+    ledger = (await client.get("/v1/billing/ledger", headers=account.headers)).json()["data"]
+    assert -ledger[0]["amount"] == usage["credits_charged"]

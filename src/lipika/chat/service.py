@@ -9,6 +9,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import structlog
+
 from lipika.auth.dependencies import Principal
 from lipika.billing.meter import Meter, Settlement
 from lipika.billing.plans import DEFAULT_PLAN, Plan
@@ -27,6 +29,8 @@ from lipika.chat.schemas import (
 from lipika.errors import LipikaError, NotFound
 from lipika.providers.base import ChatProvider, ChatRequest, Message, ProviderError, Usage
 from lipika.providers.registry import ProviderRegistry
+
+log = structlog.get_logger()
 
 
 class ModelUnavailable(LipikaError):
@@ -99,7 +103,13 @@ async def complete(
             result = await prepared.provider.complete(prepared.request)
         except ProviderError as exc:
             raise UpstreamFailed(exc) from exc
-        settlement = await held.settle(Outcome.SUCCESS, usage=result.usage.units())
+        usage = result.usage
+        if usage.input_tokens == 0:
+            # Never silently free: an answer without usage is charged the hold's input
+            # estimate and its text at four characters a token.
+            log.warning("provider reported no usage", model=prepared.request.model)
+            usage = Usage(prepared.max_usage["input_tokens"], -(-len(result.text) // 4))
+        settlement = await held.settle(Outcome.SUCCESS, usage=usage.units())
     return ChatCompletion(
         id=f"chatcmpl-{uuid.uuid4().hex}",
         created=int(time.time()),
@@ -109,7 +119,7 @@ async def complete(
                 message=AssistantMessage(content=result.text), finish_reason=result.finish_reason
             )
         ],
-        usage=completion_usage(result.usage, settlement),
+        usage=completion_usage(usage, settlement),
     )
 
 
