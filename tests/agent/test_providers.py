@@ -175,3 +175,26 @@ async def test_one_thread_moves_between_providers_with_its_history(
     assert all(h.status == HoldStatus.CAPTURED for h in holds)
     assert len(holds) == 6
     await books.assert_balanced()
+
+
+async def test_a_cancelled_run_hangs_up_on_the_provider(
+    provider: str, fake_agent, fake_providers: FakeProviders, books
+) -> None:
+    """A client leaving mid-answer: the upstream call is cut at once (the fake sees the
+    disconnect), and the step is charged what was delivered, within its hold."""
+    workspace = await books.new_wallet(plan="pro")
+    fake = fake_providers[provider]
+    content = "Take your time [[tokens=200 delay_ms=20]]"
+    run = await fake_agent.start(request(workspace, content=content, model=MODELS[provider]))
+    events = run.events()
+    async for event in events:
+        if event["type"] == "token":
+            break
+    await events.aclose()  # what a disconnect does to the response's producer
+
+    call = await fake.wait_for_call_status("disconnected", timeout=2)
+    assert call.tokens_sent < 200
+    [hold] = await books.holds(workspace)
+    assert (hold.status, hold.outcome) == (HoldStatus.CAPTURED, "client_disconnect")
+    assert 1 <= hold.usage["output_tokens"] < 200
+    await books.assert_balanced()

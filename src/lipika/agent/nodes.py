@@ -10,6 +10,7 @@ the step in flight by its outcome, shielded so that the settlement outlives the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Annotated, Any, TypedDict
@@ -88,20 +89,23 @@ async def call_model(
 async def _stream_reply(
     ctx: RunContext, held: Metered, request: ChatRequest, input_tokens: int
 ) -> Reply:
-    """Streams the call through the provider's adapter, each text delta out as it comes."""
+    """Streams the call through the provider's adapter, each text delta out as it comes. The
+    adapter's stream is closed however this ends, which hangs up on the provider when the run
+    is cancelled."""
     emit = ctx.emit
     parts: list[str] = []
     usage: Usage | None = None
     finish: Finish | None = None
     try:
-        async for event in ctx.provider.stream(request):
-            if type(event) is str:
-                parts.append(event)
-                await emit({"type": "token", "text": event})
-            elif isinstance(event, Usage):
-                usage = event
-            elif isinstance(event, Finish):
-                finish = event
+        async with contextlib.aclosing(ctx.provider.stream(request)) as events:
+            async for event in events:
+                if type(event) is str:
+                    parts.append(event)
+                    await emit({"type": "token", "text": event})
+                elif isinstance(event, Usage):
+                    usage = event
+                elif isinstance(event, Finish):
+                    finish = event
     except asyncio.CancelledError:
         so_far = usage_so_far(Reply("".join(parts), (), usage, None), input_tokens).units()
         outcome = ctx.stop_reason or Outcome.CLIENT_DISCONNECT
