@@ -35,6 +35,7 @@ from lipika.providers.base import (
     ToolCall,
     Usage,
     parse_arguments,
+    turns,
 )
 from lipika.providers.transport import data_lines, timed_out
 
@@ -196,30 +197,23 @@ def messages(conversation: list[Message]) -> list[dict[str, Any]]:
     consecutive answers. A tool message without the id of the call it answers (a client's plain
     conversation) goes as user text."""
     result: list[dict[str, Any]] = []
-    answering = False  # whether the last turn holds tool results
-    for m in conversation:
-        if m.role == "system":
-            continue
-        if m.role == "tool" and m.tool_call_id is not None:
-            block = {"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}
-            if answering:
-                result[-1]["content"].append(block)
-            else:
-                result.append({"role": "user", "content": [block]})
-                answering = True
-            continue
-        answering = False
-        if m.role == "assistant" and m.tool_calls:
+    for turn in turns(conversation):
+        if isinstance(turn, tuple):
+            answers = [
+                {"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}
+                for m in turn
+            ]
+            result.append({"role": "user", "content": answers})
+        elif turn.role == "assistant" and turn.tool_calls:
             content: list[dict[str, Any]] = (
-                [{"type": "text", "text": m.content}] if m.content else []
+                [{"type": "text", "text": turn.content}] if turn.content else []
             )
             content += (
                 {"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments}
-                for c in m.tool_calls
+                for c in turn.tool_calls
             )
             result.append({"role": "assistant", "content": content})
         else:
-            result.append(
-                {"role": "assistant" if m.role == "assistant" else "user", "content": m.content}
-            )
+            role = "assistant" if turn.role == "assistant" else "user"
+            result.append({"role": role, "content": turn.content})
     return result

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
@@ -219,3 +219,22 @@ def parse_arguments(provider: str, name: str, text: str) -> dict[str, Any]:
     if not isinstance(arguments, dict):
         raise ProviderError(f"{provider}: the {name} tool's arguments are not a JSON object")
     return arguments
+
+
+def turns(messages: Sequence[Message]) -> Iterator[Message | tuple[Message, ...]]:
+    """The conversation without its system messages, for the APIs that take the answers to
+    tool calls in one user turn (Anthropic, Gemini): consecutive answers (tool messages with
+    the id of the call they answer) come as one tuple."""
+    answers: list[Message] = []
+    for m in messages:
+        if m.role == "system":
+            continue
+        if m.role == "tool" and m.tool_call_id is not None:
+            answers.append(m)
+            continue
+        if answers:
+            yield tuple(answers)
+            answers = []
+        yield m
+    if answers:
+        yield tuple(answers)

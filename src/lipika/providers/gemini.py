@@ -41,6 +41,7 @@ from lipika.providers.base import (
     StreamEvent,
     ToolCall,
     Usage,
+    turns,
 )
 
 _FILTERED = ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY")
@@ -208,40 +209,32 @@ def contents(request: ChatRequest) -> list[types.Content]:
     an answer to its call by name: a tool message without one takes its call's. A tool message
     without the id of the call it answers (a client's plain conversation) goes as user text.
     """
-    turns: list[types.Content] = []
+    result: list[types.Content] = []
     names: dict[str, str] = {}  # call id -> tool name
-    answering = False  # whether the last turn holds function responses
-    for m in request.messages:
-        if m.role == "system":
-            continue
-        if m.role == "tool" and m.tool_call_id is not None:
-            answer = types.FunctionResponse(
-                id=m.tool_call_id,
-                name=m.name or names.get(m.tool_call_id),
-                response={"result": m.content},
-            )
-            part = types.Part(function_response=answer)
-            if answering:
-                turns[-1].parts.append(part)  # type: ignore[union-attr]
-            else:
-                turns.append(types.Content(role="user", parts=[part]))
-                answering = True
-            continue
-        answering = False
-        if m.role == "assistant" and m.tool_calls:
-            parts = [types.Part(text=m.content)] if m.content else []
-            for c in m.tool_calls:
-                names[c.id] = c.name
-                parts.append(
-                    types.Part(
-                        function_call=types.FunctionCall(id=c.id, name=c.name, args=c.arguments)
+    for turn in turns(request.messages):
+        if isinstance(turn, tuple):
+            answers = [
+                types.Part(
+                    function_response=types.FunctionResponse(
+                        id=m.tool_call_id,
+                        name=m.name or names.get(m.tool_call_id or ""),
+                        response={"result": m.content},
                     )
                 )
-            turns.append(types.Content(role="model", parts=parts))
+                for m in turn
+            ]
+            result.append(types.Content(role="user", parts=answers))
+        elif turn.role == "assistant" and turn.tool_calls:
+            parts = [types.Part(text=turn.content)] if turn.content else []
+            for c in turn.tool_calls:
+                names[c.id] = c.name
+                call = types.FunctionCall(id=c.id, name=c.name, args=c.arguments)
+                parts.append(types.Part(function_call=call))
+            result.append(types.Content(role="model", parts=parts))
         else:
-            role = "model" if m.role == "assistant" else "user"
-            turns.append(types.Content(role=role, parts=[types.Part(text=m.content)]))
-    return turns
+            role = "model" if turn.role == "assistant" else "user"
+            result.append(types.Content(role=role, parts=[types.Part(text=turn.content)]))
+    return result
 
 
 def config(request: ChatRequest) -> types.GenerateContentConfig:
