@@ -27,10 +27,10 @@ from lipika.agent.context import RunContext
 from lipika.agent.errors import ToolFailed, step_failed
 from lipika.agent.history import Reply, as_history, now, to_provider
 from lipika.agent.tools import ToolInputError
-from lipika.agent.usage import usage_so_far
+from lipika.agent.usage import estimate_output_tokens
 from lipika.billing.meter import Metered
 from lipika.billing.policy import Outcome
-from lipika.providers.base import ChatRequest, Finish, ProviderError, Usage
+from lipika.providers.base import ChatRequest, Finish, ProviderError, Usage, usage_so_far
 
 log = structlog.get_logger()
 
@@ -107,7 +107,8 @@ async def _stream_reply(
                 elif isinstance(event, Finish):
                     finish = event
     except asyncio.CancelledError:
-        so_far = usage_so_far(Reply("".join(parts), (), usage, None), input_tokens).units()
+        delivered = estimate_output_tokens(Reply("".join(parts), (), usage, None))
+        so_far = usage_so_far(usage, input_tokens, delivered).units()
         outcome = ctx.stop_reason or Outcome.CLIENT_DISCONNECT
         await asyncio.shield(held.settle(outcome, usage=so_far, usage_so_far=so_far))
         raise
@@ -126,7 +127,7 @@ def _charged_usage(ctx: RunContext, reply: Reply, input_tokens: int) -> Usage:
         return reply.usage
     # Never silently free: a provider that reported nothing is charged our estimate.
     log.warning("provider_usage_missing", model=ctx.model_name, run_id=str(ctx.run_id))
-    return usage_so_far(reply, input_tokens)
+    return usage_so_far(reply.usage, input_tokens, estimate_output_tokens(reply))
 
 
 ToolExecute = Callable[[ToolCallRequest], Awaitable[ToolMessage | Command]]

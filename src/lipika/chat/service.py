@@ -27,7 +27,14 @@ from lipika.chat.schemas import (
     PromptTokensDetails,
 )
 from lipika.errors import LipikaError, NotFound
-from lipika.providers.base import ChatProvider, ChatRequest, Message, ProviderError, Usage
+from lipika.providers.base import (
+    ChatProvider,
+    ChatRequest,
+    Message,
+    ProviderError,
+    Usage,
+    usage_so_far,
+)
 from lipika.providers.registry import ProviderRegistry
 
 log = structlog.get_logger()
@@ -108,7 +115,8 @@ async def complete(
             # Never silently free: an answer without usage is charged the hold's input
             # estimate and its text at four characters a token.
             log.warning("provider reported no usage", model=prepared.request.model)
-            usage = Usage(prepared.max_usage["input_tokens"], -(-len(result.text) // 4))
+            delivered = -(-len(result.text) // 4)
+            usage = usage_so_far(usage, prepared.max_usage["input_tokens"], delivered)
         settlement = await held.settle(Outcome.SUCCESS, usage=usage.units())
     return ChatCompletion(
         id=f"chatcmpl-{uuid.uuid4().hex}",

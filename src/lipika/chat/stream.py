@@ -23,7 +23,7 @@ from lipika.chat.schemas import CompletionUsage
 from lipika.chat.service import Prepared, UpstreamFailed, completion_usage
 from lipika.errors import LipikaError
 from lipika.kit import sse
-from lipika.providers.base import Finish, ProviderError, StreamEvent, Usage
+from lipika.providers.base import Finish, ProviderError, StreamEvent, Usage, usage_so_far
 
 log = structlog.get_logger()
 
@@ -164,12 +164,7 @@ class ChatStream:
     def _usage_so_far(self) -> Usage:
         """What the provider reported, or (before it reports) the hold's input estimate and one
         token per relayed delta."""
-        reported = self.reported or Usage()
-        return Usage(
-            input_tokens=reported.input_tokens or self.prepared.max_usage["input_tokens"],
-            output_tokens=max(reported.output_tokens, self.relayed),
-            cached_input_tokens=reported.cached_input_tokens,
-        )
+        return usage_so_far(self.reported, self.prepared.max_usage["input_tokens"], self.relayed)
 
     async def _settle(self, outcome: Outcome) -> Settlement:
         """Settles once, in a task of its own: a cancellation waiting on it leaves it running."""

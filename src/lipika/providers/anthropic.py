@@ -34,7 +34,6 @@ from lipika.providers.base import (
     StreamEvent,
     ToolCall,
     Usage,
-    parse_arguments,
     turns,
 )
 from lipika.providers.transport import data_lines, timed_out
@@ -145,10 +144,7 @@ class AnthropicProvider(SDKClientProvider[anthropic.AsyncAnthropic]):
             raise ProviderError(f"{self.name}: a malformed event: {exc}") from exc
         if not stopped:
             raise ProviderError(f"{self.name}: the stream ended before message_stop")
-        tool_calls = tuple(
-            ToolCall(call_id, name, parse_arguments(self.name, name, arguments))
-            for call_id, name, arguments in calls.values()  # in block order
-        )
+        tool_calls = tuple(self.tool_call(*call) for call in calls.values())  # in block order
         yield Finish(_FINISH.get(stop_reason, "stop"), tool_calls)
 
     def error(self, exc: anthropic.APIError | httpx2.HTTPError) -> ProviderError:

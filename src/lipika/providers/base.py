@@ -64,6 +64,17 @@ class Usage:
         }
 
 
+def usage_so_far(reported: Usage | None, input_estimate: int, delivered: int) -> Usage:
+    """What a call used up to a stop (or when its provider never said): the provider's count
+    where it gave one, the output at least what was delivered, else the hold's input estimate."""
+    reported = reported or Usage()
+    return Usage(
+        reported.input_tokens or input_estimate,
+        max(reported.output_tokens, delivered),
+        reported.cached_input_tokens,
+    )
+
+
 FinishReason: TypeAlias = Literal["stop", "length", "content_filter", "tool_calls"]
 
 
@@ -129,6 +140,10 @@ class ChatProvider(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Releases clients the provider holds."""
+
+    def tool_call(self, call_id: str, name: str, arguments: str) -> ToolCall:
+        """A call whose arguments arrived as JSON text (whole, or joined from stream pieces)."""
+        return ToolCall(call_id, name, parse_arguments(self.name, name, arguments))
 
 
 ClientT = TypeVar("ClientT")

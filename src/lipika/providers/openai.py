@@ -27,9 +27,7 @@ from lipika.providers.base import (
     ProviderTimeout,
     SDKClientProvider,
     StreamEvent,
-    ToolCall,
     Usage,
-    parse_arguments,
 )
 from lipika.providers.transport import data_lines, timed_out
 
@@ -145,9 +143,6 @@ class OpenAIProvider(SDKClientProvider[openai.AsyncOpenAI]):
                 for t in request.tools
             ]
         return params
-
-    def tool_call(self, call_id: str, name: str, arguments: str) -> ToolCall:
-        return ToolCall(call_id, name, parse_arguments(self.name, name, arguments))
 
     def usage(self, usage: dict[str, Any]) -> Usage:
         """The ledger's usage from a usage object (as JSON): prompt_tokens include the cached."""
