@@ -107,14 +107,22 @@ def install_error_handlers(app: FastAPI) -> None:
             {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
             for e in exc.errors()
         ]
-        malformed_json = any(e["type"] == "json_invalid" for e in errors)
-        message = "request body is not valid JSON" if malformed_json else "invalid request"
+        first = exc.errors()[0] if exc.errors() else {}
+        malformed_json = first.get("type") == "json_invalid"
+        if malformed_json:
+            reason = (first.get("ctx") or {}).get("error")
+            message = "request body is not valid JSON" + (f": {reason}" if reason else "")
+            param = None
+        else:
+            param = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
+            message = f"{param or 'request'}: {first.get('msg', 'invalid value')}"
         body = error_body(
             type_="invalid_request_error",
             code="malformed_json" if malformed_json else "validation_error",
             message=message,
             details={"errors": errors},
         )
+        body["error"]["param"] = param
         return JSONResponse(body, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)

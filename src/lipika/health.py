@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-router = APIRouter(tags=["health"])
+from lipika.kit.routing import api_router
+
+router = api_router(tags=["health"])
 
 _PROBE_TIMEOUT_SECONDS = 3
 

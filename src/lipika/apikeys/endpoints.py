@@ -2,15 +2,16 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, status
+from fastapi import status
 
 from lipika.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from lipika.apikeys.service import ApiKeyService
 from lipika.auth.dependencies import CurrentMember
 from lipika.db import SessionDep
+from lipika.kit.routing import api_router
 from lipika.kit.schemas import ListOf
 
-router = APIRouter(tags=["api keys"])
+router = api_router(tags=["api keys"])
 
 
 @router.post("/v1/api-keys", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED)

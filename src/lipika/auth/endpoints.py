@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import status
 from pydantic import BaseModel
 
 from lipika.auth.dependencies import CurrentMember, SettingsDep
@@ -17,10 +17,11 @@ from lipika.auth.schemas import (
 from lipika.auth.service import AuthService
 from lipika.billing.dependencies import BillingDep
 from lipika.db import SessionDep
+from lipika.kit.routing import api_router
 from lipika.workspaces.schemas import WorkspaceOut
 from lipika.workspaces.service import WorkspaceService
 
-router = APIRouter(tags=["auth"])
+router = api_router(tags=["auth"])
 
 
 @router.post("/v1/auth/signup", response_model=AuthResponse, status_code=status.HTTP_201_CREATED)

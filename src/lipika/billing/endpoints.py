@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 
 from lipika.auth.dependencies import CurrentMember, PathMember, Principal, SettingsDep
 from lipika.auth.repository import AuthRepository
@@ -29,9 +29,11 @@ from lipika.config import Settings
 from lipika.db import SessionDep, utcnow
 from lipika.errors import BadRequest, Forbidden
 from lipika.kit.money import to_micro
+from lipika.kit.routing import api_router
+from lipika.kit.schemas import EntryId, UTCDateTime
 from lipika.workspaces.models import Role
 
-router = APIRouter(tags=["billing"])
+router = api_router(tags=["billing"])
 
 
 @router.get("/v1/billing/balance", response_model=BalanceOut)
@@ -45,12 +47,12 @@ async def ledger(
     me: CurrentMember,
     billing: BillingDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[int | None, Query(description="entry id; returns older entries")] = None,
+    before: Annotated[EntryId | None, Query(description="entry id; returns older entries")] = None,
     kind: EntryKind | None = None,
     model: str | None = None,
     user_id: uuid.UUID | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: UTCDateTime | None = None,
+    until: UTCDateTime | None = None,
 ) -> LedgerPage:
     """Newest first. Members see their own usage; owners and admins see every entry."""
     rows = await billing.repo.list_entries(
@@ -73,8 +75,8 @@ async def usage(
     me: CurrentMember,
     billing: BillingDep,
     group_by: Literal["model", "member", "day"] = "model",
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: UTCDateTime | None = None,
+    until: UTCDateTime | None = None,
 ) -> UsageOut:
     """Credits spent and requests made, grouped by model, member or UTC day (default: 30 days)."""
     until = until or utcnow()

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from lipika.billing.models import EntryKind
+from lipika.kit.schemas import Credits
 
 
 class BalanceOut(BaseModel):
@@ -56,7 +56,7 @@ class UsageOut(BaseModel):
 
 
 class CreditAmount(BaseModel):
-    amount: Decimal = Field(description="credits (not micro-credits); up to 6 decimal places")
+    amount: Credits
     reason: str = Field(min_length=3, max_length=500)
     idempotency_key: str | None = Field(None, max_length=150)
 
@@ -68,7 +68,7 @@ class EntryPosted(BaseModel):
 
 
 class MemberCapIn(BaseModel):
-    monthly_credits: Decimal | None = Field(
+    monthly_credits: Credits | None = Field(
         description="credits per calendar month; null removes the cap"
     )
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import Header, Request
 from starlette.responses import StreamingResponse
 
 from lipika.auth.dependencies import CurrentMember, SettingsDep
@@ -12,8 +12,9 @@ from lipika.chat import service
 from lipika.chat.schemas import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
 from lipika.chat.stream import ChatStream
 from lipika.kit import sse
+from lipika.kit.routing import api_router
 
-router = APIRouter(tags=["chat"])
+router = api_router(tags=["chat"])
 
 _STREAM_DOC = {
     200: {

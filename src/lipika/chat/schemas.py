@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lipika.kit.schemas import TokenCount
+
 
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -36,8 +38,8 @@ class ChatCompletionRequest(BaseModel):
 
     model: str = Field(min_length=1, max_length=100)
     messages: list[ChatMessageIn] = Field(min_length=1, max_length=2000)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_tokens: TokenCount | None = None
+    max_completion_tokens: TokenCount | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     stream: bool = False
     stream_options: StreamOptions | None = None

@@ -7,6 +7,8 @@ from decimal import Decimal, InvalidOperation
 MICRO = 1_000_000
 # Far below BIGINT's 9.2e18 micro-credits, so no sum of sane entries can overflow a column.
 MAX_AMOUNT = 10**9 * MICRO  # one billion credits
+MAX_CREDITS = MAX_AMOUNT // MICRO  # the same bound, in credits (for request schemas)
+_MAX_DIGITS = 9  # digits before the point of the largest amount (the exponent bound above)
 
 
 def to_micro(credits: int | float | str | Decimal) -> int:
@@ -21,6 +23,12 @@ def to_micro(credits: int | float | str | Decimal) -> int:
         raise ValueError(f"not a number: {credits!r}") from None
     if not value.is_finite():
         raise ValueError(f"not a finite amount: {credits!r}")
+    # Checked on the exponent before any arithmetic: 1e999999999 would overflow the decimal
+    # context, and 1e-999999999 would underflow to a silent zero.
+    if value and value.adjusted() > _MAX_DIGITS:
+        raise ValueError(f"{credits} credits is more than one amount may move")
+    if value and value.adjusted() < -6:
+        raise ValueError(f"{credits} credits is finer than one micro-credit")
     micro = value * MICRO
     if micro != micro.to_integral_value():
         raise ValueError(f"{credits} credits is finer than one micro-credit")

@@ -3,13 +3,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import Depends, Query, Request, Response, status
 
 from lipika.agent.run import AgentRun
 from lipika.agent.runner import Agent
 from lipika.auth.dependencies import CurrentMember, SettingsDep
 from lipika.db import SessionDep
 from lipika.kit import sse
+from lipika.kit.routing import api_router
 from lipika.threads.schemas import (
     MessageIn,
     MessagePage,
@@ -26,7 +27,7 @@ from lipika.threads.service import (
     start_run,
 )
 
-router = APIRouter(tags=["threads"])
+router = api_router(tags=["threads"])
 
 
 async def get_agent(request: Request) -> Agent:

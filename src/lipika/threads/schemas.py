@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from lipika.kit.schemas import Credits, StepCount, TokenCount
 
 
 class ThreadCreate(BaseModel):
@@ -42,11 +43,11 @@ class MessageIn(BaseModel):
     content: str = Field(min_length=1, max_length=100_000)
     model: str = Field(min_length=1, max_length=100, description="any model the plan allows")
     stream: bool = True
-    max_tokens: int | None = Field(None, ge=1, description="most output tokens per model step")
-    max_steps: int | None = Field(
-        None, ge=1, description="most model and tool steps in this run (the server caps it too)"
+    max_tokens: TokenCount | None = Field(None, description="most output tokens per model step")
+    max_steps: StepCount | None = Field(
+        None, description="most model and tool steps in this run (the server caps it too)"
     )
-    max_credits: Decimal | None = Field(
+    max_credits: Credits | None = Field(
         None, gt=0, description="most credits (not micro-credits) the whole run may spend"
     )
 

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, status
+from fastapi import status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lipika.auth.dependencies import CurrentMember, PathMember, Principal
 from lipika.auth.repository import AuthRepository
 from lipika.billing.dependencies import BillingDep
 from lipika.db import SessionDep
+from lipika.kit.routing import api_router
 from lipika.kit.schemas import ListOf
 from lipika.workspaces.schemas import (
     InvitationCreate,
@@ -22,7 +23,7 @@ from lipika.workspaces.schemas import (
 )
 from lipika.workspaces.service import WorkspaceService
 
-router = APIRouter(tags=["workspaces"])
+router = api_router(tags=["workspaces"])
 
 
 @router.get("/v1/workspaces", response_model=ListOf[WorkspaceOut])
