@@ -95,7 +95,7 @@ async def test_ledger_cursors_out_of_range(client: httpx.AsyncClient, signup, be
     assert_error(response, 422, "validation_error")
 
 
-def test_every_route_parses_bodies_strictly(app) -> None:
+async def test_every_route_parses_bodies_strictly(app) -> None:
     """A router made without `kit.routing.api_router` would take lone surrogates again."""
     from fastapi.routing import APIRoute
 
