@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
+
+from lipika.app import create_app
+from lipika.config import Settings
+from lipika.kit.routing import StrictJSONRoute
 
 from tests.test_http import assert_error
 
@@ -95,12 +100,9 @@ async def test_ledger_cursors_out_of_range(client: httpx.AsyncClient, signup, be
     assert_error(response, 422, "validation_error")
 
 
-async def test_every_route_parses_bodies_strictly(app) -> None:
+def test_every_route_parses_bodies_strictly(tmp_path) -> None:
     """A router made without `kit.routing.api_router` would take lone surrogates again."""
-    from fastapi.routing import APIRoute
-
-    from lipika.kit.routing import StrictJSONRoute
-
+    app = create_app(Settings(data_dir=tmp_path, _env_file=None))
     routes = [r for r in app.routes if isinstance(r, APIRoute)]
     assert routes
     loose = [r.path for r in routes if not isinstance(r, StrictJSONRoute)]
