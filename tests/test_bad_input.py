@@ -103,7 +103,17 @@ async def test_ledger_cursors_out_of_range(client: httpx.AsyncClient, signup, be
 def test_every_route_parses_bodies_strictly(tmp_path) -> None:
     """A router made without `kit.routing.api_router` would take lone surrogates again."""
     app = create_app(Settings(data_dir=tmp_path, _env_file=None))
-    routes = [r for r in app.routes if isinstance(r, APIRoute)]
+    routes = list(_api_routes(app.routes))
     assert routes
     loose = [r.path for r in routes if not isinstance(r, StrictJSONRoute)]
     assert not loose, loose
+
+
+def _api_routes(routes):
+    """Every APIRoute, through the routers the app includes (FastAPI wraps them)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _api_routes(included.routes)
