@@ -117,3 +117,23 @@ def _api_routes(routes):
         included = getattr(route, "original_router", None)
         if included is not None:
             yield from _api_routes(included.routes)
+
+
+async def test_nul_characters_are_refused_in_bodies_and_queries(client: httpx.AsyncClient, signup) -> None:
+    account = await signup()
+    thread = await client.post("/v1/threads", json={}, headers=account.headers)
+    renamed = await client.patch(
+        f"/v1/threads/{thread.json()['id']}", json={"title": "a\u0000b"}, headers=account.headers
+    )
+    error = assert_error(renamed, 422, "malformed_json")
+    assert "NUL" in error["message"] and "body.title" in error["message"], error
+    # An escaped backslash before "u0000" is ordinary text, not a NUL.
+    literal = await client.patch(
+        f"/v1/threads/{thread.json()['id']}",
+        content=b'{"title": "a\\\\u0000b"}',
+        headers={**account.headers, "Content-Type": "application/json"},
+    )
+    assert literal.status_code == 200, literal.text
+    assert literal.json()["title"] == "a\\u0000b"
+    ledger = await client.get("/v1/billing/ledger?model=demo%00", headers=account.headers)
+    assert_error(ledger, 422, "validation_error")
