@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from lipika import __version__, migrate
 from lipika.agent.runner import Agent
@@ -37,6 +38,23 @@ from lipika.threads.endpoints import router as threads_router
 from lipika.workspaces.endpoints import router as workspaces_router
 
 log = structlog.get_logger()
+
+# What browsers may send and read across origins (everything else is CORS-safelisted).
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "X-Workspace-Id",
+    "Idempotency-Key",
+    "X-Request-ID",
+]
+CORS_RESPONSE_HEADERS = [
+    "X-Request-ID",
+    "Retry-After",
+    "X-Should-Retry",
+    "X-RateLimit-Limit-Requests",
+    "X-RateLimit-Remaining-Requests",
+    "X-RateLimit-Reset-Requests",
+]
 
 # Routes that answer with server-sent events (and so bypass GZip).
 STREAM_PATHS = re.compile(r"^/v1/(chat/completions|threads/[^/]+/messages)$")
@@ -108,5 +126,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.add_middleware(GZipExceptStreams, streams=STREAM_PATHS)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    origins, origin_regex = settings.cors_allowed
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_origin_regex=origin_regex,
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=CORS_REQUEST_HEADERS,
+        expose_headers=CORS_RESPONSE_HEADERS,
+        max_age=600,
+    )
     app.add_middleware(RequestContextMiddleware)
     return app

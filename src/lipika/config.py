@@ -13,6 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from lipika.kit.urls import to_async_sqlalchemy_url, to_checkpoint_conninfo
 
 
+# Development default for CORS: a front end served from any local port.
+LOCAL_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LIPIKA_", env_file=".env", extra="ignore")
 
@@ -34,6 +38,11 @@ class Settings(BaseSettings):
     plans_path: Path | None = None
     hold_ttl_seconds: int = Field(15 * 60, ge=60)
     reconcile_interval_seconds: float = Field(30, gt=0)
+    cors_origins: str = Field(
+        "",
+        description="comma-separated browser origins allowed to call the API; empty: none in "
+        "production, any localhost port in development",
+    )
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -73,6 +82,14 @@ class Settings(BaseSettings):
     @property
     def operators(self) -> frozenset[str]:
         return frozenset(e.strip().lower() for e in self.operator_emails.split(",") if e.strip())
+
+    @property
+    def cors_allowed(self) -> tuple[list[str], str | None]:
+        """(origins, origin regex) for the CORS middleware."""
+        origins = [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
+        if origins or self.env == "production":
+            return origins, None
+        return [], LOCAL_ORIGINS
 
     @property
     def embedded(self) -> bool:
