@@ -9,7 +9,6 @@ from fastapi.routing import APIRoute
 from lipika.app import create_app
 from lipika.config import Settings
 from lipika.kit.routing import StrictJSONRoute
-
 from tests.test_http import assert_error
 
 # JSON that is valid as text but decodes to a lone UTF-16 surrogate, which no UTF-8 string holds.

@@ -12,7 +12,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lipika.kit.urls import to_async_sqlalchemy_url, to_checkpoint_conninfo
 
-
 # Development default for CORS: a front end served from any local port.
 LOCAL_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
 
