@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from lipika.cli import cli
 from lipika.config import Settings
+from tests.test_deploy import DEPLOY
 
 
 def test_production_refuses_to_start_without_a_secret() -> None:
@@ -38,3 +42,40 @@ def test_the_generated_secret_survives_a_restart(tmp_path) -> None:
     assert len(first) >= 40
     assert Settings(data_dir=tmp_path, _env_file=None).signing_key == first
     assert (tmp_path / "secret.key").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize(
+    ("changes", "other"),
+    [
+        ({"hold_ttl_seconds": 600}, "LIPIKA_STREAM_BUDGET_SECONDS"),
+        ({"hold_ttl_seconds": 120, "stream_budget_seconds": 61}, "LIPIKA_STREAM_BUDGET_SECONDS"),
+        ({"hold_ttl_seconds": 900, "provider_timeout_seconds": 880}, "LIPIKA_PROVIDER_TIMEOUT_SECONDS"),
+    ],
+)
+def test_a_hold_ttl_that_does_not_outlive_what_holds_it_is_refused(changes: dict, other: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(**changes, _env_file=None)
+    [error] = refused.value.errors()
+    assert "LIPIKA_HOLD_TTL_SECONDS" in error["msg"] and other in error["msg"]
+
+
+def test_the_hold_ttl_may_outlive_the_stream_budget_by_the_margin() -> None:
+    assert Settings(hold_ttl_seconds=120, stream_budget_seconds=60, provider_timeout_seconds=60, _env_file=None)
+
+
+def test_the_cli_names_a_contradiction_in_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env of the working tree
+    monkeypatch.setenv("LIPIKA_HOLD_TTL_SECONDS", "300")
+    result = CliRunner().invoke(cli, ["serve"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: LIPIKA_HOLD_TTL_SECONDS (300)")
+    assert "LIPIKA_STREAM_BUDGET_SECONDS (600)" in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_the_shipped_and_deployed_settings_hold_together() -> None:
+    configmap = yaml.safe_load((DEPLOY / "k8s" / "configmap.yaml").read_text())
+    env = {k.removeprefix("LIPIKA_").lower(): v for k, v in configmap["data"].items()}
+    Settings(**{**env, "secret_key": "s" * 40}, _env_file=None)

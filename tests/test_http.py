@@ -11,6 +11,7 @@ from fastapi import FastAPI
 import lipika.errors
 from lipika.app import create_app
 from lipika.config import Settings
+from tests.fixtures.live import serve
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict:
@@ -148,6 +149,27 @@ async def test_an_internal_error_carries_a_request_id(settings: Settings, monkey
     assert "boom" not in response.text
     assert len(logged) == 1
     assert response.headers.get("x-request-id") == "trace-500"
+
+
+async def test_a_500_says_connection_close_and_the_next_request_works(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server drops the connection after a 500 (Starlette re-raises the error): over real
+    HTTP, a keep-alive client told `Connection: close` opens a new one for its next request."""
+    monkeypatch.setattr(lipika.errors.log, "exception", lambda *args, **kwargs: None)
+    application: FastAPI = create_app(settings)
+
+    @application.get("/test-only/boom")
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    async with serve(application) as base_url, httpx.AsyncClient(base_url=base_url) as http:
+        assert (await http.get("/healthz")).status_code == 200
+        response = await http.get("/test-only/boom")
+        assert_error(response, 500, "internal_error")
+        assert response.headers["connection"] == "close"
+        for _ in range(3):
+            assert (await http.get("/healthz")).status_code == 200
 
 
 async def test_probes(client: httpx.AsyncClient) -> None:

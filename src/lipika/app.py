@@ -18,6 +18,8 @@ from lipika import __version__, migrate
 from lipika.agent.runner import Agent
 from lipika.apikeys.endpoints import router as api_keys_router
 from lipika.auth.endpoints import router as auth_router
+from lipika.auth.limits import AbuseLimiter
+from lipika.auth.security import PasswordHashing
 from lipika.billing.endpoints import router as billing_router
 from lipika.billing.meter import build_meter
 from lipika.billing.tasks import Reconciler, reconcile_forever
@@ -71,6 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings)
         sessionmaker = create_sessionmaker(engine)
         redis = create_redis(settings)
+        limiter = AbuseLimiter.open(settings)
+        passwords = PasswordHashing(settings.password_hash_queue)
         checkpoint_db = await CheckpointDB.open(settings)
         meter = build_meter(settings, engine)
         providers = build_registry(settings)
@@ -94,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "engine": engine,
                 "sessionmaker": sessionmaker,
                 "redis": redis,
+                "limiter": limiter,
+                "passwords": passwords,
                 "checkpoint_db": checkpoint_db,
                 "meter": meter,
                 "providers": providers,
@@ -108,6 +114,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await meter.aclose()
             await providers.aclose()
             await checkpoint_db.close()
+            await limiter.aclose()
+            passwords.close()
             await redis.aclose()
             await engine.dispose()
 

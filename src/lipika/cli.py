@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 
 from lipika import migrate as migrations
 from lipika.config import Settings
@@ -41,13 +42,26 @@ WorkspaceOpt = typer.Option(None, "--workspace", help="A workspace id.")
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8000, help="Port to bind."),
+    forwarded_allow_ips: str | None = typer.Option(
+        None,
+        help="Proxies (addresses or networks, comma-separated, or *) whose X-Forwarded-For "
+        "names the client: the address the abuse limits count. Default: the "
+        "FORWARDED_ALLOW_IPS environment variable, else 127.0.0.1.",
+    ),
 ) -> None:
     """Start the API server (one Uvicorn worker; scale with more processes or pods)."""
     from lipika.app import create_app
 
     settings = _settings()
     uvicorn.run(
-        create_app(settings), host=host, port=port, workers=1, log_config=None, access_log=False
+        create_app(settings),
+        host=host,
+        port=port,
+        workers=1,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
 
 
@@ -178,9 +192,21 @@ def _run(action: Callable[[Any], Awaitable[T]]) -> T:
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    """The settings, or one line per broken one (no traceback) and exit status 2."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        _fail("; ".join(_setting_problem(error) for error in exc.errors()))
     configure_logging(settings.log_level, settings.log_json)
     return settings
+
+
+def _setting_problem(error: Any) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    field = ".".join(str(part) for part in error.get("loc", ()))
+    if not field or message.startswith("LIPIKA_"):
+        return message
+    return f"LIPIKA_{field.upper()}: {message}"
 
 
 def _amount(amount: Decimal) -> int:

@@ -7,13 +7,21 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from limits import parse_many
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lipika.kit.urls import to_async_sqlalchemy_url, to_checkpoint_conninfo
 
 # Development default for CORS: a front end served from any local port.
 LOCAL_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+
+
+# A hold must outlive the longest thing that holds it (a stream, one provider call) by this much,
+# or reconciliation may release it while its answer is still being delivered.
+HOLD_TTL_MARGIN_SECONDS = 60
+
+_LIMITS_SYNTAX = "limits such as '5/minute;20/hour' (count/unit, ';' between windows)"
 
 
 class Settings(BaseSettings):
@@ -25,6 +33,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     checkpoint_database_url: str | None = None
     redis_url: str | None = None
+    redis_key_prefix: str = Field("lipika", min_length=1, max_length=100, pattern=r"^[\w.:-]+$")
     db_pool_size: int = Field(15, ge=1)
     checkpoint_pool_size: int = Field(6, ge=1)
 
@@ -42,6 +51,14 @@ class Settings(BaseSettings):
         description="comma-separated browser origins allowed to call the API; empty: none in "
         "production, any localhost port in development",
     )
+    login_failure_limits_per_account: str = "5/minute;20/hour;100/day"
+    login_failure_limits_per_address: str = "30/minute;200/hour;1000/day"
+    signup_limits_per_address: str = "10/hour;50/day"
+    password_reset_limits_per_address: str = "10/hour;50/day"
+    password_reset_limits_per_email: str = "3/hour;10/day"
+    verification_email_limits_per_address: str = "10/hour;50/day"
+    verification_email_limits_per_email: str = "3/hour;10/day"
+    password_hash_queue: int = Field(16, ge=1, le=10_000)
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -60,10 +77,42 @@ class Settings(BaseSettings):
     agent_max_steps: int = Field(10, ge=1, le=100)
     checkpoints_kept_per_thread: int = Field(10, ge=1)
 
+    @field_validator(
+        "login_failure_limits_per_account",
+        "login_failure_limits_per_address",
+        "signup_limits_per_address",
+        "password_reset_limits_per_address",
+        "password_reset_limits_per_email",
+        "verification_email_limits_per_address",
+        "verification_email_limits_per_email",
+    )
+    @classmethod
+    def _limits_parse(cls, value: str, info: ValidationInfo) -> str:
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"LIPIKA_{info.field_name.upper()} must be {_LIMITS_SYNTAX}") from None
+        return value
+
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> Settings:
         if self.env == "production" and self.secret_key is None:
             raise ValueError("LIPIKA_SECRET_KEY is required when LIPIKA_ENV=production")
+        return self
+
+    @model_validator(mode="after")
+    def _holds_outlive_what_holds_them(self) -> Settings:
+        """A hold released by reconciliation while its stream or provider call still runs lets
+        the answer go free, so the hold TTL must exceed each of them by a margin."""
+        for name in ("stream_budget_seconds", "provider_timeout_seconds"):
+            needed = getattr(self, name) + HOLD_TTL_MARGIN_SECONDS
+            if self.hold_ttl_seconds < needed:
+                raise ValueError(
+                    f"LIPIKA_HOLD_TTL_SECONDS ({self.hold_ttl_seconds}) must be at least "
+                    f"LIPIKA_{name.upper()} ({getattr(self, name):g}) + "
+                    f"{HOLD_TTL_MARGIN_SECONDS}: a hold that expires while its answer is still "
+                    "being delivered is released, and the answer goes free"
+                )
         return self
 
     @property

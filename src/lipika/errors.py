@@ -8,8 +8,13 @@ OpenAI SDK clients surface our messages:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import asyncpg
+import psycopg
+import redis.exceptions
+import sqlalchemy.exc
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,18 +31,35 @@ class LipikaError(Exception):
     code = "bad_request"
     type = "invalid_request_error"
     keep_changes = False
+    # Seconds after which the same request may succeed: sent as `Retry-After` when set.
+    retry_after: float | None = None
 
-    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retry_after: float | None = None,
+        **details: Any,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        if retry_after is not None:
+            self.retry_after = retry_after
         self.details = details
 
     def body(self) -> dict[str, Any]:
         return error_body(
             type_=self.type, code=self.code, message=self.message, details=self.details
         )
+
+    def headers(self) -> dict[str, str]:
+        headers = {"WWW-Authenticate": "Bearer"} if self.status_code == 401 else {}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+        return headers
 
 
 class BadRequest(LipikaError):
@@ -72,6 +94,43 @@ class PayloadTooLarge(LipikaError):
     code = "payload_too_large"
 
 
+class ServiceUnavailable(LipikaError):
+    """Something the request needs is down or saturated; the same request may work later."""
+
+    status_code = 503
+    code = "service_unavailable"
+    type = "api_error"
+    retry_after = 5
+
+
+# Failures of what the app depends on (Redis, the databases, the network to them), wherever in
+# a request they surface: a retryable 503, never a 500. Connect failures reach us as the
+# drivers' own errors or as bare OSErrors (asyncpg, redis-py); the rest come wrapped by
+# SQLAlchemy, which marks a lost connection `connection_invalidated`.
+OUTAGES: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,  # the pool's checkout timeout
+    sqlalchemy.exc.DisconnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.OperatorInterventionError,  # server shutting down, statement timeout
+    asyncpg.InterfaceError,
+    psycopg.OperationalError,  # also psycopg_pool's PoolTimeout
+    psycopg.InterfaceError,
+    OSError,
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OUTAGES)
+
+
 def error_body(
     *, type_: str, code: str, message: str, details: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -81,12 +140,8 @@ def error_body(
     return {"error": body}
 
 
-def error_response(exc: LipikaError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(
-        exc.body(),
-        status_code=exc.status_code,
-        headers=headers,
-    )
+def error_response(exc: LipikaError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
 
 
 _HTTP_CODES = {
@@ -98,8 +153,18 @@ _HTTP_CODES = {
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LipikaError)
     async def _lipika(_: Request, exc: LipikaError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        return error_response(exc, headers)
+        return error_response(exc)
+
+    async def _outage(_: Request, exc: Exception) -> JSONResponse:
+        if not is_outage(exc):
+            raise exc  # e.g. an IntegrityError: a bug, for the unhandled-error handler
+        log.error("dependency_unavailable", error=repr(exc), exc_info=exc)
+        return error_response(
+            ServiceUnavailable("a service this request needs is unavailable; retry shortly")
+        )
+
+    for outage in (*OUTAGES, sqlalchemy.exc.DBAPIError):
+        app.add_exception_handler(outage, _outage)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -137,11 +202,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
         # Rendered by Starlette's outermost middleware, outside our request-id middleware, so
-        # the id bound for this request's logs is added here.
+        # the id bound for this request's logs is added here. Starlette re-raises after this
+        # response and the server then drops the connection: `Connection: close` tells a
+        # keep-alive client so, and its next request opens a new connection instead of failing.
         log.exception("unhandled_error", error=repr(exc))
+        headers = {"connection": "close"}
         request_id = structlog.contextvars.get_contextvars().get("request_id")
+        if request_id:
+            headers["x-request-id"] = request_id
         return JSONResponse(
             error_body(type_="api_error", code="internal_error", message="internal server error"),
             status_code=500,
-            headers={"x-request-id": request_id} if request_id else None,
+            headers=headers,
         )

@@ -10,7 +10,12 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from lipika.auth.repository import AuthRepository, PrincipalRepository
-from lipika.auth.security import AccessClaims, decode_access_token, hash_secret
+from lipika.auth.security import (
+    AccessClaims,
+    PasswordHashing,
+    decode_access_token,
+    hash_secret,
+)
 from lipika.config import Settings
 from lipika.db import SessionDep, utcnow
 from lipika.errors import Forbidden, NotFound, Unauthorized
@@ -25,6 +30,13 @@ async def get_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_password_hashing(request: Request) -> PasswordHashing:
+    return request.state.passwords
+
+
+PasswordsDep = Annotated[PasswordHashing, Depends(get_password_hashing)]
 
 
 @dataclass(frozen=True, slots=True)

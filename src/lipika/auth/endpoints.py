@@ -1,9 +1,12 @@
 from __future__ import annotations
 
-from fastapi import status
+from typing import Annotated
+
+from fastapi import Depends, status
 from pydantic import BaseModel
 
-from lipika.auth.dependencies import CurrentMember, SettingsDep
+from lipika.auth.dependencies import CurrentMember, PasswordsDep, SettingsDep
+from lipika.auth.limits import AbuseLimitsDep
 from lipika.auth.repository import AuthRepository
 from lipika.auth.schemas import (
     AuthResponse,
@@ -24,35 +27,45 @@ from lipika.workspaces.service import WorkspaceService
 router = api_router(tags=["auth"])
 
 
+async def get_auth(
+    session: SessionDep, settings: SettingsDep, passwords: PasswordsDep
+) -> AuthService:
+    return AuthService(session, settings, passwords)
+
+
+AuthDep = Annotated[AuthService, Depends(get_auth)]
+
+
 @router.post("/v1/auth/signup", response_model=AuthResponse, status_code=status.HTTP_201_CREATED)
 async def signup(
-    body: SignupRequest, session: SessionDep, settings: SettingsDep, billing: BillingDep
+    body: SignupRequest, auth: AuthDep, billing: BillingDep, limits: AbuseLimitsDep
 ) -> AuthResponse:
-    """Creates the account, its personal workspace (with the free plan's credits), and logs in."""
-    return await AuthService(session, settings).signup(
-        body.email, body.password, body.name, billing
-    )
+    """Creates the account, its personal workspace (with the free plan's credits), and logs in.
+    Sign-ups per client address are limited (429 `too_many_attempts`)."""
+    await limits.signup()
+    return await auth.signup(body.email, body.password, body.name, billing)
 
 
 @router.post("/v1/auth/login", response_model=AuthResponse)
-async def login(body: LoginRequest, session: SessionDep, settings: SettingsDep) -> AuthResponse:
-    return await AuthService(session, settings).login(body.email, body.password)
+async def login(body: LoginRequest, auth: AuthDep, limits: AbuseLimitsDep) -> AuthResponse:
+    """Failed logins are limited per account and per client address, with windows from a
+    minute to a day (429 `too_many_attempts`, `Retry-After`); while a limit is reached even
+    the right password is refused."""
+    return await auth.login(body.email, body.password, limits)
 
 
 @router.post("/v1/auth/refresh", response_model=TokenPair)
-async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> TokenPair:
+async def refresh(body: RefreshRequest, auth: AuthDep) -> TokenPair:
     """Trades a refresh token for a new pair; each refresh token works once."""
-    return await AuthService(session, settings).refresh(body.refresh_token)
+    return await auth.refresh(body.refresh_token)
 
 
 @router.post("/v1/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(
-    me: CurrentMember, session: SessionDep, settings: SettingsDep, body: LogoutRequest | None = None
-) -> None:
+async def logout(me: CurrentMember, auth: AuthDep, body: LogoutRequest | None = None) -> None:
     """Revokes this login (or every login, with `all_sessions`); its tokens stop working at once."""
     claims = me.require_login()
     all_sessions = body.all_sessions if body else False
-    await AuthService(session, settings).logout(claims, all_sessions=all_sessions)
+    await auth.logout(claims, all_sessions=all_sessions)
 
 
 class MeOut(BaseModel):

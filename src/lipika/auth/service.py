@@ -8,16 +8,16 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lipika.auth.limits import AbuseLimits
 from lipika.auth.models import AuthSession, RefreshToken, User
 from lipika.auth.repository import AuthRepository
 from lipika.auth.schemas import AuthResponse, TokenPair, UserOut
 from lipika.auth.security import (
     AccessClaims,
+    PasswordHashing,
     encode_access_token,
-    hash_password,
     hash_secret,
     new_secret,
-    verify_password,
 )
 from lipika.billing.service import BillingService
 from lipika.config import Settings
@@ -39,6 +39,7 @@ class RefreshTokenReused(Unauthorized):
 class AuthService:
     session: AsyncSession
     settings: Settings
+    passwords: PasswordHashing
 
     @property
     def repo(self) -> AuthRepository:
@@ -47,9 +48,11 @@ class AuthService:
     async def signup(
         self, email: str, password: str, name: str, billing: BillingService
     ) -> AuthResponse:
+        # Hashed before the first query: no database connection is held while it waits.
+        password_hash = await self.passwords.hash(password)
         if await self.repo.user_by_email(email) is not None:
             raise Conflict("an account with this email already exists", code="email_taken")
-        user = User(email=email, name=name, password_hash=await hash_password(password))
+        user = User(email=email, name=name, password_hash=password_hash)
         try:
             await self.repo.add(user)
         except IntegrityError:
@@ -61,12 +64,17 @@ class AuthService:
         await billing.open_wallet(workspace.id)
         return await self._open_session(user)
 
-    async def login(self, email: str, password: str) -> AuthResponse:
+    async def login(self, email: str, password: str, limits: AbuseLimits) -> AuthResponse:
+        """Checks the failed-login limits before hashing (a locked account answers 429 even to
+        the right password) and counts a failure against them."""
+        await limits.check_login(email)
         user = await self.repo.user_by_email(email)
-        if (
-            not await verify_password(password, user.password_hash if user else None)
-            or user is None
-        ):
+        # End the read before the hash waits its turn: a queue of logins holds no database
+        # connection (nor, on SQLite, the write lock that every transaction takes).
+        await self.session.commit()
+        stored = user.password_hash if user else None  # None still costs a hash
+        if not await self.passwords.verify(password, stored) or user is None:
+            await limits.login_failed(email)
             raise Unauthorized("email or password is incorrect", code="invalid_credentials")
         return await self._open_session(user)
 

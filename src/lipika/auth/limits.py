@@ -1,0 +1,112 @@
+"""Abuse limits of the account routes: failed logins per account and per client address,
+sign-ups per address, password resets and verification e-mails per address and per e-mail.
+
+A route applies one in a line, with the request's `AbuseLimitsDep`:
+
+    await limits.password_reset(body.email)
+
+The client address is `request.client.host`: behind an ingress it is the real client only when
+the server trusts the ingress's `X-Forwarded-For` (`lipika serve --forwarded-allow-ips`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from lipika.config import Settings
+from lipika.kit.ratelimit import Limit, Limiter, subject_key
+
+
+@dataclass(frozen=True, slots=True)
+class AbuseRules:
+    """The limits, parsed once from the settings."""
+
+    login_failures_per_account: Limit
+    login_failures_per_address: Limit
+    signups_per_address: Limit
+    password_resets_per_address: Limit
+    password_resets_per_email: Limit
+    verification_emails_per_address: Limit
+    verification_emails_per_email: Limit
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AbuseRules:
+        return cls(
+            Limit.parse("login-account", settings.login_failure_limits_per_account),
+            Limit.parse("login-address", settings.login_failure_limits_per_address),
+            Limit.parse("signup-address", settings.signup_limits_per_address),
+            Limit.parse("reset-address", settings.password_reset_limits_per_address),
+            Limit.parse("reset-email", settings.password_reset_limits_per_email),
+            Limit.parse("verify-address", settings.verification_email_limits_per_address),
+            Limit.parse("verify-email", settings.verification_email_limits_per_email),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AbuseLimiter:
+    """The shared counters and the rules: built in the lifespan (state `limiter`)."""
+
+    counters: Limiter
+    rules: AbuseRules
+
+    @classmethod
+    def open(cls, settings: Settings) -> AbuseLimiter:
+        return cls(
+            Limiter.open(settings.redis_url, settings.redis_key_prefix),
+            AbuseRules.from_settings(settings),
+        )
+
+    async def aclose(self) -> None:
+        await self.counters.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class AbuseLimits:
+    """The limits as they apply to one request's client. Every method raises 429
+    `too_many_attempts` with `Retry-After` when a window is full; a counter store that is down
+    raises its connection error, answered 503 (fail closed: an outage must not lift the limits)."""
+
+    limiter: AbuseLimiter
+    address: str
+
+    @property
+    def _rules(self) -> AbuseRules:
+        return self.limiter.rules
+
+    @property
+    def _counters(self) -> Limiter:
+        return self.limiter.counters
+
+    async def check_login(self, email: str) -> None:
+        """Before the password is hashed: a locked account or address costs no hashing, and
+        stays locked even for the right password until its window has room."""
+        await self._counters.check(self._rules.login_failures_per_account, subject_key(email))
+        await self._counters.check(self._rules.login_failures_per_address, self.address)
+
+    async def login_failed(self, email: str) -> None:
+        await self._counters.hit(self._rules.login_failures_per_account, subject_key(email))
+        await self._counters.hit(self._rules.login_failures_per_address, self.address)
+
+    async def signup(self) -> None:
+        await self._counters.consume(self._rules.signups_per_address, self.address)
+
+    async def password_reset(self, email: str) -> None:
+        await self._counters.consume(self._rules.password_resets_per_address, self.address)
+        await self._counters.consume(self._rules.password_resets_per_email, subject_key(email))
+
+    async def verification_email(self, email: str) -> None:
+        await self._counters.consume(self._rules.verification_emails_per_address, self.address)
+        await self._counters.consume(
+            self._rules.verification_emails_per_email, subject_key(email)
+        )
+
+
+async def abuse_limits(request: Request) -> AbuseLimits:
+    address = request.client.host if request.client else "unknown"
+    return AbuseLimits(request.state.limiter, address)
+
+
+AbuseLimitsDep = Annotated[AbuseLimits, Depends(abuse_limits)]
