@@ -1,57 +1,106 @@
+"""Account routes. Handlers stay thin: limits (per address, per client) are dependencies."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
 from pydantic import BaseModel
 
 from lipika.auth.dependencies import CurrentMember, SettingsDep
 from lipika.auth.repository import AuthRepository
 from lipika.auth.schemas import (
+    Accepted,
     AuthResponse,
+    EmailRequest,
     LoginRequest,
     LogoutRequest,
+    PasswordResetConfirm,
     RefreshRequest,
     SignupRequest,
     TokenPair,
     UserOut,
+    VerifyEmailRequest,
 )
 from lipika.auth.service import AuthService
 from lipika.billing.dependencies import BillingDep
 from lipika.db import SessionDep
+from lipika.mail.mailer import OutboxDep
 from lipika.workspaces.schemas import WorkspaceOut
 from lipika.workspaces.service import WorkspaceService
 
 router = APIRouter(tags=["auth"])
 
 
-@router.post("/v1/auth/signup", response_model=AuthResponse, status_code=status.HTTP_201_CREATED)
-async def signup(
-    body: SignupRequest, session: SessionDep, settings: SettingsDep, billing: BillingDep
-) -> AuthResponse:
-    """Creates the account, its personal workspace (with the free plan's credits), and logs in."""
-    return await AuthService(session, settings).signup(
-        body.email, body.password, body.name, billing
-    )
+async def get_auth(
+    session: SessionDep, settings: SettingsDep, outbox: OutboxDep, billing: BillingDep
+) -> AuthService:
+    return AuthService(session, settings, outbox, billing)
+
+
+AuthDep = Annotated[AuthService, Depends(get_auth)]
+
+
+@router.post("/v1/auth/signup", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
+async def signup(body: SignupRequest, auth: AuthDep) -> Accepted:
+    """Mails a verification link to a new address (or, to a registered one, a note with a reset
+    link). The answer is the same either way; the account works once the link is used."""
+    await auth.signup(body.email, body.password, body.name)
+    return Accepted(status="verification_sent")
+
+
+@router.post("/v1/auth/verify-email", response_model=AuthResponse)
+async def verify_email(body: VerifyEmailRequest, auth: AuthDep) -> AuthResponse:
+    """Spends the token of a verification link and logs in. The first verification grants the
+    free plan's credits to the personal workspace."""
+    return await auth.verify_email(body.token)
+
+
+@router.post(
+    "/v1/auth/verify-email/resend", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED
+)
+async def resend_verification(body: EmailRequest, auth: AuthDep) -> Accepted:
+    """A fresh verification link, if the address has an unverified account; the same answer
+    either way."""
+    await auth.resend_verification(body.email)
+    return Accepted(status="verification_sent")
+
+
+@router.post(
+    "/v1/auth/password-reset", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED
+)
+async def request_password_reset(body: EmailRequest, auth: AuthDep) -> Accepted:
+    """Mails a reset link if the address has an account; the same answer either way."""
+    await auth.request_password_reset(body.email)
+    return Accepted(status="reset_sent")
+
+
+@router.post("/v1/auth/password-reset/confirm", response_model=AuthResponse)
+async def confirm_password_reset(body: PasswordResetConfirm, auth: AuthDep) -> AuthResponse:
+    """Sets the new password, marks the address verified, ends every login of the account, and
+    logs in anew."""
+    return await auth.reset_password(body.token, body.password)
 
 
 @router.post("/v1/auth/login", response_model=AuthResponse)
-async def login(body: LoginRequest, session: SessionDep, settings: SettingsDep) -> AuthResponse:
-    return await AuthService(session, settings).login(body.email, body.password)
+async def login(body: LoginRequest, auth: AuthDep) -> AuthResponse:
+    """An unverified address is refused like a wrong password; with the right password, a fresh
+    verification link is mailed."""
+    return await auth.login(body.email, body.password)
 
 
 @router.post("/v1/auth/refresh", response_model=TokenPair)
-async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> TokenPair:
+async def refresh(body: RefreshRequest, auth: AuthDep) -> TokenPair:
     """Trades a refresh token for a new pair; each refresh token works once."""
-    return await AuthService(session, settings).refresh(body.refresh_token)
+    return await auth.refresh(body.refresh_token)
 
 
 @router.post("/v1/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(
-    me: CurrentMember, session: SessionDep, settings: SettingsDep, body: LogoutRequest | None = None
-) -> None:
+async def logout(me: CurrentMember, auth: AuthDep, body: LogoutRequest | None = None) -> None:
     """Revokes this login (or every login, with `all_sessions`); its tokens stop working at once."""
     claims = me.require_login()
     all_sessions = body.all_sessions if body else False
-    await AuthService(session, settings).logout(claims, all_sessions=all_sessions)
+    await auth.logout(claims, all_sessions=all_sessions)
 
 
 class MeOut(BaseModel):
