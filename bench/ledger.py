@@ -213,7 +213,8 @@ async def make_fixture(database_url: str, slots: int, members: bool) -> Fixture:
                 await session.execute(insert(Membership.__table__), rows)
             billing = BillingService(session, meter.plans)
             for ws in [hot, *many]:
-                await billing.open_wallet(ws, plan=PLAN)
+                await billing.open_wallet(ws)
+                await billing.assign_plan(ws, PLAN)
                 await billing.post(ws, EntryKind.GRANT, GRANT, f"bench-grant:{ws}", reason="benchmark grant")
     finally:
         await engine.dispose()

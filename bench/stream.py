@@ -44,16 +44,18 @@ except ImportError:  # running from a checkout without the package installed
 
 from lipika import migrate
 from lipika.app import create_app
+from lipika.auth.commands import IdentityCommands
 from lipika.billing.commands import Operator
 from lipika.billing.models import EntryKind, Hold
-from lipika.billing.pricebook import DEFAULT_PATH as PRICEBOOK
 from lipika.billing.plans import DEFAULT_PATH as PLANS
+from lipika.billing.pricebook import DEFAULT_PATH as PRICEBOOK
 from lipika.config import Settings
 from lipika.kit.money import MICRO
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 EMAIL = "bench@example.com"
+PASSWORD = "benchmark pass"
 MODEL = "gpt-fake"
 
 FAKE_MODEL = f"""
@@ -122,16 +124,20 @@ def settings_for(env: dict[str, str]) -> Settings:
 
 
 async def create_account(settings: Settings) -> str:
-    """Signs up, moves the account to the unlimited plan with a big grant; returns an API key."""
+    """Signs up, verifies the address as support would (`lipika users verify`), logs in, moves
+    the account to the unlimited plan with a big grant; returns an API key."""
     await asyncio.to_thread(migrate.upgrade, settings.app_db_url)
     async with LifespanManager(create_app(settings)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
-            signed = await http.post(
-                "/v1/auth/signup", json={"email": EMAIL, "password": "benchmark pass", "name": "b"}
-            )
+            credentials = {"email": EMAIL, "password": PASSWORD}
+            signed = await http.post("/v1/auth/signup", json={**credentials, "name": "b"})
             signed.raise_for_status()
-            auth = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+            async with IdentityCommands.connect(settings) as identities:
+                await identities.verify(EMAIL)
+            login = await http.post("/v1/auth/login", json=credentials)
+            login.raise_for_status()
+            auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
             key = await http.post("/v1/api-keys", json={"name": "bench"}, headers=auth)
             key.raise_for_status()
     async with Operator.connect(settings) as operator:

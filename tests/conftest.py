@@ -25,10 +25,11 @@ from tests.fixtures.databases import REDIS_URL, PostgresDatabases, require_servi
 
 if TYPE_CHECKING:
     from tests.fixtures.fakes.fixtures import FakeProviders
+    from tests.fixtures.mail import Mailbox
 
 BACKENDS = ["sqlite", "postgres"]
 
-pytest_plugins = ["tests.fixtures.ledger", "tests.fixtures.fakes.fixtures"]
+pytest_plugins = ["tests.fixtures.ledger", "tests.fixtures.fakes.fixtures", "tests.fixtures.mail"]
 
 # Logs as in production (JSON lines, plain tracebacks); only warnings and errors in test output.
 configure_logging("WARNING", json=True)
@@ -167,12 +168,17 @@ class Account:
 
 
 @pytest.fixture
-def signup(client: httpx.AsyncClient):
+def signup(client: httpx.AsyncClient, mailbox: Mailbox):
+    """Signs up, verifies the address with the link the app mailed, and returns the account
+    logged in (by the verification)."""
+
     async def make(name: str = "user", password: str = "correct horse battery") -> Account:
         email = f"{name}{next(_emails)}@example.com"
         response = await client.post("/v1/auth/signup", json={"email": email, "password": password, "name": name})
-        assert response.status_code == 201, response.text
-        body = response.json()
+        assert response.status_code == 202, response.text
+        verified = await client.post("/v1/auth/verify-email", json={"token": await mailbox.token(email)})
+        assert verified.status_code == 200, verified.text
+        body = verified.json()
         account = Account(email, password, body["user"]["id"], body["access_token"], body["refresh_token"])
         me = await client.get("/v1/me", headers=account.headers)
         account.personal_workspace_id = me.json()["workspace"]["id"]
@@ -182,14 +188,18 @@ def signup(client: httpx.AsyncClient):
 
 
 @pytest.fixture
-def team(client: httpx.AsyncClient, signup):
-    """A team workspace with an owner, an admin and a member; returns (workspace_id, accounts)."""
+def team(client: httpx.AsyncClient, signup, books):
+    """A team workspace with an owner, an admin and a member; returns (workspace_id, accounts).
+
+    A new team workspace starts empty; this one is put on the free plan as an operator would
+    (`lipika plans assign`), so it holds the free plan's monthly credits."""
 
     async def make() -> tuple[str, dict[str, Account]]:
         owner, admin, member = [await signup(role) for role in ("owner", "admin", "member")]
         response = await client.post("/v1/workspaces", json={"name": "Team"}, headers=owner.headers)
         assert response.status_code == 201, response.text
         workspace_id = response.json()["id"]
+        await books.assign_plan(uuid.UUID(workspace_id), "free")
         for account, role in ((admin, "admin"), (member, "member")):
             invited = await client.post(
                 f"/v1/workspaces/{workspace_id}/invitations",

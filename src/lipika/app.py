@@ -34,6 +34,7 @@ from lipika.kit.middleware import (
     GZipExceptStreams,
     RequestContextMiddleware,
 )
+from lipika.mail.mailer import build_mailer
 from lipika.providers.registry import build_registry
 from lipika.redis import create_redis
 from lipika.threads.endpoints import router as threads_router
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         providers = build_registry(settings)
         agent = await Agent.open(settings, meter, checkpoint_db, providers.providers)
         reconciler = Reconciler(meter, sessionmaker)
+        mailer = build_mailer(settings)
         loop = asyncio.create_task(
             reconcile_forever(reconciler, redis, settings.reconcile_interval_seconds),
             name="reconcile",
@@ -105,11 +107,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "providers": providers,
                 "agent": agent,
                 "reconciler": reconciler,
+                "mailer": mailer,
             }
         finally:
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
+            await mailer.aclose()
             await agent.aclose()
             await meter.aclose()
             await providers.aclose()

@@ -29,10 +29,16 @@ credits_cli = typer.Typer(no_args_is_help=True, help="Grant or adjust a workspac
 plans_cli = typer.Typer(no_args_is_help=True, help="Put workspaces on plans.")
 ledger_cli = typer.Typer(no_args_is_help=True, help="Inspect the ledger.")
 checkpoints_cli = typer.Typer(no_args_is_help=True, help="Keep the checkpoint database bounded.")
+operators_cli = typer.Typer(
+    no_args_is_help=True, help="Name the platform operators (who may mint credits over HTTP)."
+)
+users_cli = typer.Typer(no_args_is_help=True, help="Support actions on accounts.")
 cli.add_typer(credits_cli, name="credits")
 cli.add_typer(plans_cli, name="plans")
 cli.add_typer(ledger_cli, name="ledger")
 cli.add_typer(checkpoints_cli, name="checkpoints")
+cli.add_typer(operators_cli, name="operators")
+cli.add_typer(users_cli, name="users")
 
 EmailOpt = typer.Option(None, "--email", help="The user whose personal workspace is meant.")
 WorkspaceOpt = typer.Option(None, "--workspace", help="A workspace id.")
@@ -159,6 +165,38 @@ def checkpoints_prune(
     )
 
 
+@operators_cli.command("add")
+def operators_add(
+    email: str = typer.Option(..., "--email", help="A verified user's address."),
+    note: str = typer.Option("", "--note", help="Why (kept with the record)."),
+) -> None:
+    """Make a verified user a platform operator."""
+    added = _run_identity(lambda ids: ids.add_operator(email, note))
+    typer.echo(f"{email} is an operator" + ("" if added else " (already; nothing changed)"))
+
+
+@operators_cli.command("remove")
+def operators_remove(email: str = typer.Option(..., "--email")) -> None:
+    """Take away a user's operator rights."""
+    removed = _run_identity(lambda ids: ids.remove_operator(email))
+    typer.echo(f"{email} is no longer an operator" if removed else f"{email} was not an operator")
+
+
+@operators_cli.command("list")
+def operators_list() -> None:
+    """The platform operators, oldest first."""
+    for row in _run_identity(lambda ids: ids.operators()):
+        typer.echo("\t".join((row.email, row.added_at, row.note)).rstrip())
+
+
+@users_cli.command("verify")
+def users_verify(email: str = typer.Option(..., "--email")) -> None:
+    """Mark an address verified by hand (after support checked it); grants what a verification
+    link would (the free plan's credits, the first time)."""
+    first = _run_identity(lambda ids: ids.verify(email))
+    typer.echo(f"{email} is verified" + ("" if first else " (already; nothing changed)"))
+
+
 def _post(
     kind: str, micro: int, reason: str, email: str | None, workspace: str | None, key: str | None
 ) -> None:
@@ -184,6 +222,19 @@ def _run(action: Callable[[Any], Awaitable[T]]) -> T:
     async def main() -> T:
         async with Operator.connect(_settings()) as operator:
             return await action(operator)
+
+    try:
+        return asyncio.run(main())
+    except LipikaError as exc:
+        _fail(f"{exc.code}: {exc.message}")
+
+
+def _run_identity(action: Callable[[Any], Awaitable[T]]) -> T:
+    from lipika.auth.commands import IdentityCommands
+
+    async def main() -> T:
+        async with IdentityCommands.connect(_settings()) as commands:
+            return await action(commands)
 
     try:
         return asyncio.run(main())

@@ -6,6 +6,7 @@ import secrets
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlencode
 
 from limits import parse_many
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
@@ -41,7 +42,8 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = Field(15 * 60, ge=30)
     refresh_token_ttl_seconds: int = Field(30 * 24 * 3600, ge=60)
     max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    operator_emails: str = Field("", description="comma-separated emails of platform operators")
+    # No longer read: operators are recorded in the database. Kept only to refuse a value.
+    operator_emails: str | None = Field(None, exclude=True)
     pricebook_path: Path | None = None
     plans_path: Path | None = None
     hold_ttl_seconds: int = Field(15 * 60, ge=60)
@@ -76,6 +78,18 @@ class Settings(BaseSettings):
     stream_heartbeat_seconds: float = Field(15, gt=0)
     agent_max_steps: int = Field(10, ge=1, le=100)
     checkpoints_kept_per_thread: int = Field(10, ge=1)
+
+    public_app_url: str = "http://localhost:3000"
+    email_verification_ttl_seconds: int = Field(24 * 3600, ge=60)
+    password_reset_ttl_seconds: int = Field(3600, ge=60)
+    mail_from: str = "Lipika <no-reply@localhost>"
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_tls: bool = False  # TLS from the first byte (usually port 465)
+    smtp_starttls: bool | None = None  # upgrade after connecting (587); default: on unless TLS
+    smtp_timeout_seconds: float = Field(30, gt=0)
 
     @field_validator(
         "login_failure_limits_per_account",
@@ -115,6 +129,24 @@ class Settings(BaseSettings):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _operators_live_in_the_database(self) -> Settings:
+        if self.operator_emails is not None:
+            raise ValueError(
+                "LIPIKA_OPERATOR_EMAILS is no longer read: unset it and name each operator "
+                "with `lipika operators add --email X` (the address must be verified)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_kind_of_smtp_tls(self) -> Settings:
+        if self.smtp_tls and self.smtp_starttls:
+            raise ValueError(
+                "LIPIKA_SMTP_TLS (TLS from the first byte, usually port 465) and "
+                "LIPIKA_SMTP_STARTTLS (upgrade after connecting, usually 587) exclude each other"
+            )
+        return self
+
     @property
     def app_db_url(self) -> str:
         """SQLAlchemy async URL of the app database (SQLite file in the data dir by default)."""
@@ -128,8 +160,12 @@ class Settings(BaseSettings):
         )
 
     @property
-    def operators(self) -> frozenset[str]:
-        return frozenset(e.strip().lower() for e in self.operator_emails.split(",") if e.strip())
+    def smtp_uses_starttls(self) -> bool:
+        return not self.smtp_tls if self.smtp_starttls is None else self.smtp_starttls
+
+    def app_link(self, path: str, token: str) -> str:
+        """A link into the front end, which posts the token back to the API."""
+        return f"{self.public_app_url.rstrip('/')}{path}?{urlencode({'token': token})}"
 
     @property
     def cors_allowed(self) -> tuple[list[str], str | None]:

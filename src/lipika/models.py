@@ -1,7 +1,7 @@
 """Every table, imported in one place so Alembic and tests see the whole metadata."""
 
 from lipika.apikeys.models import ApiKey
-from lipika.auth.models import AuthSession, RefreshToken, User
+from lipika.auth.models import AuthSession, EmailToken, Operator, RefreshToken, User
 from lipika.billing.models import Hold, LedgerEntry, MemberCap, UsageCounter, Wallet
 from lipika.db import Base
 from lipika.threads.models import Thread
@@ -11,11 +11,13 @@ __all__ = [
     "ApiKey",
     "AuthSession",
     "Base",
+    "EmailToken",
     "Hold",
     "Invitation",
     "LedgerEntry",
     "MemberCap",
     "Membership",
+    "Operator",
     "RefreshToken",
     "Thread",
     "UsageCounter",

@@ -16,13 +16,6 @@ async def test_signup_login_me(client: httpx.AsyncClient, signup) -> None:
     assert login.json()["user"]["id"] == account.user_id
 
 
-async def test_duplicate_signup_is_a_conflict(client: httpx.AsyncClient, signup) -> None:
-    account = await signup()
-    again = await client.post("/v1/auth/signup", json={"email": account.email, "password": "another password"})
-    assert again.status_code == 409
-    assert again.json()["error"]["code"] == "email_taken"
-
-
 async def test_bad_credentials(client: httpx.AsyncClient, signup) -> None:
     account = await signup()
     wrong = await client.post("/v1/auth/login", json={"email": account.email, "password": "wrong password"})

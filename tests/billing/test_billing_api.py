@@ -26,7 +26,6 @@ from tests.conftest import Account
 from tests.fixtures.ledger import Books
 
 FREE_MONTHLY = 100_000_000
-OPERATOR = "operator@billing.example.com"
 HI = {"model": "demo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
 HI_COST = 5 * 100 + 10 * 500  # "hi" is 1 token + 4 per message
 
@@ -221,14 +220,11 @@ def operator_plans_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-async def operator_app(
+async def nodemo_app(
     app: FastAPI, settings: Settings, operator_plans_path: Path
 ) -> AsyncIterator[FastAPI]:
-    """A second app on the same databases, with a platform operator and the extra plan."""
-    update = {
-        "operator_emails": f"other@example.com, {OPERATOR.upper()}",
-        "plans_path": operator_plans_path,
-    }
+    """A second app on the same databases, with the extra plan."""
+    update: dict[str, object] = {"plans_path": operator_plans_path}
     if settings.checkpoint_database_url is None:
         # Embedded: a second app cannot open the first one's checkpoint file (its open leaves the
         # `PRAGMA journal_mode=WAL` statement active, so the second open finds it locked).
@@ -241,42 +237,30 @@ async def operator_app(
 
 
 @pytest.fixture
-async def op_client(
-    operator_app: FastAPI, client: httpx.AsyncClient
+async def nodemo_client(
+    nodemo_app: FastAPI, client: httpx.AsyncClient
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=operator_app), base_url="http://lipika.test"
+        transport=httpx.ASGITransport(app=nodemo_app), base_url="http://lipika.test"
     ) as http:
         yield http
 
 
-async def signup_operator(op_client: httpx.AsyncClient) -> Account:
-    response = await op_client.post(
-        "/v1/auth/signup",
-        json={"email": OPERATOR, "password": "correct horse battery", "name": "Operator"},
-    )
-    assert response.status_code == 201, response.text
-    body = response.json()
-    account = Account(
-        OPERATOR,
-        "correct horse battery",
-        body["user"]["id"],
-        body["access_token"],
-        body["refresh_token"],
-    )
-    account.personal_workspace_id = (await op_client.get("/v1/me", headers=account.headers)).json()[
-        "workspace"
-    ]["id"]
+@pytest.fixture
+async def operator(signup, lipika_cli) -> Account:
+    """A verified user named a platform operator by `lipika operators add`."""
+    account = await signup("operator")
+    added = await lipika_cli("operators", "add", "--email", account.email, "--note", "tests")
+    assert added.returncode == 0, added.stderr
     return account
 
 
 async def test_an_operator_grants_once_per_idempotency_key(
-    op_client: httpx.AsyncClient, books: Books
+    client: httpx.AsyncClient, operator: Account, books: Books
 ) -> None:
-    operator = await signup_operator(op_client)
     body = {"amount": "2.5", "reason": "launch promotion", "idempotency_key": "promo-1"}
 
-    first = await op_client.post("/v1/billing/grants", json=body, headers=operator.headers)
+    first = await client.post("/v1/billing/grants", json=body, headers=operator.headers)
     assert first.status_code == 201, first.text
     posted = first.json()
     assert posted["duplicate"] is False
@@ -292,19 +276,19 @@ async def test_an_operator_grants_once_per_idempotency_key(
         posted["balance"]["balance"] == posted["balance"]["available"] == FREE_MONTHLY + 2_500_000
     )
 
-    again = await op_client.post("/v1/billing/grants", json=body, headers=operator.headers)
+    again = await client.post("/v1/billing/grants", json=body, headers=operator.headers)
     assert again.status_code == 201, again.text
     assert again.json()["duplicate"] is True
     assert again.json()["entry"] == entry
     assert again.json()["balance"]["balance"] == FREE_MONTHLY + 2_500_000
 
     # the same key for an adjustment is a different entry: refused, not applied
-    reused = await op_client.post("/v1/billing/adjustments", json=body, headers=operator.headers)
+    reused = await client.post("/v1/billing/adjustments", json=body, headers=operator.headers)
     error_of(reused, 409, "idempotency_key_reused")
     # no key: every call is its own grant
     for _ in range(2):
         assert (
-            await op_client.post(
+            await client.post(
                 "/v1/billing/grants", json={"amount": 1, "reason": "tip"}, headers=operator.headers
             )
         ).status_code == 201
@@ -316,8 +300,9 @@ async def test_an_operator_grants_once_per_idempotency_key(
     await books.assert_balanced()
 
 
-async def test_invalid_amounts_are_refused(op_client: httpx.AsyncClient, books: Books) -> None:
-    operator = await signup_operator(op_client)
+async def test_invalid_amounts_are_refused(
+    client: httpx.AsyncClient, operator: Account, books: Books
+) -> None:
     for path, amount in [
         ("/v1/billing/grants", "0"),
         ("/v1/billing/grants", "-1"),
@@ -325,7 +310,7 @@ async def test_invalid_amounts_are_refused(op_client: httpx.AsyncClient, books: 
         ("/v1/billing/adjustments", "0"),
         ("/v1/billing/adjustments", "1.00000001"),
     ]:
-        response = await op_client.post(
+        response = await client.post(
             path, json={"amount": amount, "reason": "bad amount"}, headers=operator.headers
         )
         error_of(response, 400, "invalid_amount")
@@ -335,7 +320,7 @@ async def test_invalid_amounts_are_refused(op_client: httpx.AsyncClient, books: 
         {"reason": "no amount"},
     ):
         error_of(
-            await op_client.post("/v1/billing/grants", json=body, headers=operator.headers),
+            await client.post("/v1/billing/grants", json=body, headers=operator.headers),
             422,
             "validation_error",
         )
@@ -344,15 +329,14 @@ async def test_invalid_amounts_are_refused(op_client: httpx.AsyncClient, books: 
 
 
 async def test_a_grant_too_large_for_the_ledger_is_a_bad_request(
-    op_client: httpx.AsyncClient, books: Books
+    client: httpx.AsyncClient, operator: Account, books: Books
 ) -> None:
     """One amount moves at most a billion credits, far inside the ledger's BIGINT columns."""
-    operator = await signup_operator(op_client)
     for path, amount in (
         ("/v1/billing/grants", "10000000000000"),
         ("/v1/billing/adjustments", "-1000000000.000001"),
     ):
-        response = await op_client.post(
+        response = await client.post(
             path, json={"amount": amount, "reason": "too much"}, headers=operator.headers
         )
         error = error_of(response, 400, "invalid_amount")
@@ -361,11 +345,10 @@ async def test_a_grant_too_large_for_the_ledger_is_a_bad_request(
 
 
 async def test_an_operator_adjusts_but_never_below_the_available_balance(
-    op_client: httpx.AsyncClient, books: Books
+    client: httpx.AsyncClient, operator: Account, books: Books
 ) -> None:
-    operator = await signup_operator(op_client)
     workspace_id = uuid.UUID(operator.personal_workspace_id)
-    down = await op_client.post(
+    down = await client.post(
         "/v1/billing/adjustments",
         json={"amount": "-1.5", "reason": "duplicate charge refund"},
         headers=operator.headers,
@@ -386,14 +369,14 @@ async def test_an_operator_adjusts_but_never_below_the_available_balance(
         max_usage={"input_tokens": 0, "output_tokens": 100_000},
     )
     assert ticket.amount == 50_000_000
-    too_much = await op_client.post(
+    too_much = await client.post(
         "/v1/billing/adjustments",
         json={"amount": "-48.6", "reason": "too much"},
         headers=operator.headers,
     )
     error = error_of(too_much, 402, "insufficient_credits")
     assert error["details"] == {"needed_micro": 48_600_000, "available_micro": 48_500_000}
-    exact = await op_client.post(
+    exact = await client.post(
         "/v1/billing/adjustments",
         json={"amount": "-48.5", "reason": "all of it"},
         headers=operator.headers,
@@ -416,23 +399,22 @@ async def test_an_operator_adjusts_but_never_below_the_available_balance(
 
 
 async def test_an_operator_must_still_be_an_admin_of_the_workspace(
-    op_client: httpx.AsyncClient, client: httpx.AsyncClient, signup
+    client: httpx.AsyncClient, operator: Account, signup
 ) -> None:
-    operator = await signup_operator(op_client)
     owner = await signup("owner")
     created = await client.post("/v1/workspaces", json={"name": "Team"}, headers=owner.headers)
     workspace_id = created.json()["id"]
     invited = await client.post(
         f"/v1/workspaces/{workspace_id}/invitations",
-        json={"email": OPERATOR, "role": "member"},
+        json={"email": operator.email, "role": "member"},
         headers=owner.headers,
     )
     assert invited.status_code == 201, invited.text
-    accepted = await op_client.post(
+    accepted = await client.post(
         f"/v1/invitations/{invited.json()['id']}/accept", headers=operator.headers
     )
     assert accepted.status_code == 200, accepted.text
-    response = await op_client.post(
+    response = await client.post(
         "/v1/billing/grants",
         json={"amount": "1", "reason": "to a team"},
         headers=operator.in_workspace(workspace_id),
@@ -616,18 +598,18 @@ async def test_a_model_outside_the_plan(client: httpx.AsyncClient, signup, books
 
 
 async def test_a_plan_without_the_demo_model_refuses_it_over_http(
-    op_client: httpx.AsyncClient, signup, books: Books, operator_plans_path: Path
+    nodemo_client: httpx.AsyncClient, signup, books: Books, operator_plans_path: Path
 ) -> None:
     account = await signup()
     workspace_id = uuid.UUID(account.personal_workspace_id)
     plans = PlanCatalogue.load(PriceBook.load(), operator_plans_path)
     async with books.sessionmaker.begin() as session:
         await BillingService(session, plans).assign_plan(workspace_id, "nodemo")
-    response = await chat(op_client, account.headers)
+    response = await chat(nodemo_client, account.headers)
     error = error_of(response, 403, "model_not_in_plan")
     assert error["type"] == "permission_error"
     assert error["details"] == {"model": "demo", "plan": "nodemo"}
-    balance = (await op_client.get("/v1/billing/balance", headers=account.headers)).json()
+    balance = (await nodemo_client.get("/v1/billing/balance", headers=account.headers)).json()
     assert (balance["plan"], balance["balance"], balance["held"]) == (
         "nodemo",
         FREE_MONTHLY + 5_000_000,

@@ -30,6 +30,12 @@ PUBLIC_PATHS = {
     "/v1/auth/signup",
     "/v1/auth/login",
     "/v1/auth/refresh",
+    # Deliberately public: each takes an address or a mailed token, and answers the same
+    # whether or not an account exists.
+    "/v1/auth/verify-email",
+    "/v1/auth/verify-email/resend",
+    "/v1/auth/password-reset",
+    "/v1/auth/password-reset/confirm",
     # Deliberately public: the published charge policy (its docstring says so).
     "/v1/billing/charge-policy",
 }

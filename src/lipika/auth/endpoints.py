@@ -1,3 +1,5 @@
+"""Account routes. Handlers stay thin: limits (per address, per client) are dependencies."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -9,18 +11,23 @@ from lipika.auth.dependencies import CurrentMember, PasswordsDep, SettingsDep
 from lipika.auth.limits import AbuseLimitsDep
 from lipika.auth.repository import AuthRepository
 from lipika.auth.schemas import (
+    Accepted,
     AuthResponse,
+    EmailRequest,
     LoginRequest,
     LogoutRequest,
+    PasswordResetConfirm,
     RefreshRequest,
     SignupRequest,
     TokenPair,
     UserOut,
+    VerifyEmailRequest,
 )
 from lipika.auth.service import AuthService
 from lipika.billing.dependencies import BillingDep
 from lipika.db import SessionDep
 from lipika.kit.routing import api_router
+from lipika.mail.mailer import OutboxDep
 from lipika.workspaces.schemas import WorkspaceOut
 from lipika.workspaces.service import WorkspaceService
 
@@ -28,29 +35,74 @@ router = api_router(tags=["auth"])
 
 
 async def get_auth(
-    session: SessionDep, settings: SettingsDep, passwords: PasswordsDep
+    session: SessionDep,
+    settings: SettingsDep,
+    passwords: PasswordsDep,
+    outbox: OutboxDep,
+    billing: BillingDep,
 ) -> AuthService:
-    return AuthService(session, settings, passwords)
+    return AuthService(session, settings, passwords, outbox, billing)
 
 
 AuthDep = Annotated[AuthService, Depends(get_auth)]
 
 
-@router.post("/v1/auth/signup", response_model=AuthResponse, status_code=status.HTTP_201_CREATED)
-async def signup(
-    body: SignupRequest, auth: AuthDep, billing: BillingDep, limits: AbuseLimitsDep
-) -> AuthResponse:
-    """Creates the account, its personal workspace (with the free plan's credits), and logs in.
+@router.post("/v1/auth/signup", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
+async def signup(body: SignupRequest, auth: AuthDep, limits: AbuseLimitsDep) -> Accepted:
+    """Mails a verification link to a new address (or, to a registered one, a note with a reset
+    link). The answer is the same either way; the account works once the link is used.
     Sign-ups per client address are limited (429 `too_many_attempts`)."""
     await limits.signup()
-    return await auth.signup(body.email, body.password, body.name, billing)
+    await auth.signup(body.email, body.password, body.name)
+    return Accepted(status="verification_sent")
+
+
+@router.post("/v1/auth/verify-email", response_model=AuthResponse)
+async def verify_email(body: VerifyEmailRequest, auth: AuthDep) -> AuthResponse:
+    """Spends the token of a verification link and logs in. The first verification grants the
+    free plan's credits to the personal workspace."""
+    return await auth.verify_email(body.token)
+
+
+@router.post(
+    "/v1/auth/verify-email/resend", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED
+)
+async def resend_verification(
+    body: EmailRequest, auth: AuthDep, limits: AbuseLimitsDep
+) -> Accepted:
+    """A fresh verification link, if the address has an unverified account; the same answer
+    either way. Limited per client address and per e-mail (429 `too_many_attempts`)."""
+    await limits.verification_email(body.email)
+    await auth.resend_verification(body.email)
+    return Accepted(status="verification_sent")
+
+
+@router.post(
+    "/v1/auth/password-reset", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED
+)
+async def request_password_reset(
+    body: EmailRequest, auth: AuthDep, limits: AbuseLimitsDep
+) -> Accepted:
+    """Mails a reset link if the address has an account; the same answer either way. Limited
+    per client address and per e-mail (429 `too_many_attempts`)."""
+    await limits.password_reset(body.email)
+    await auth.request_password_reset(body.email)
+    return Accepted(status="reset_sent")
+
+
+@router.post("/v1/auth/password-reset/confirm", response_model=AuthResponse)
+async def confirm_password_reset(body: PasswordResetConfirm, auth: AuthDep) -> AuthResponse:
+    """Sets the new password, marks the address verified, ends every login of the account, and
+    logs in anew."""
+    return await auth.reset_password(body.token, body.password)
 
 
 @router.post("/v1/auth/login", response_model=AuthResponse)
 async def login(body: LoginRequest, auth: AuthDep, limits: AbuseLimitsDep) -> AuthResponse:
-    """Failed logins are limited per account and per client address, with windows from a
-    minute to a day (429 `too_many_attempts`, `Retry-After`); while a limit is reached even
-    the right password is refused."""
+    """An unverified address is refused like a wrong password; with the right password, a fresh
+    verification link is mailed. Failed logins are limited per account and per client address,
+    with windows from a minute to a day (429 `too_many_attempts`, `Retry-After`); while a limit
+    is reached even the right password is refused."""
     return await auth.login(body.email, body.password, limits)
 
 

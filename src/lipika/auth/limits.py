@@ -17,7 +17,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from lipika.config import Settings
-from lipika.kit.ratelimit import Limit, Limiter, subject_key
+from lipika.kit.ratelimit import Limit, Limiter, TooManyAttempts, subject_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +102,15 @@ class AbuseLimits:
         await self._counters.consume(
             self._rules.verification_emails_per_email, subject_key(email)
         )
+
+    async def may_send_verification(self, email: str) -> bool:
+        """`verification_email` for mail a request sends on the side (a login of an unverified
+        address): past the limit the mail is skipped, the answer unchanged."""
+        try:
+            await self.verification_email(email)
+        except TooManyAttempts:
+            return False
+        return True
 
 
 async def abuse_limits(request: Request) -> AbuseLimits:

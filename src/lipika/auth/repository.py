@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lipika.apikeys.models import ApiKey
-from lipika.auth.models import AuthSession, RefreshToken, User
+from lipika.auth.models import AuthSession, EmailToken, Operator, RefreshToken, TokenPurpose, User
 from lipika.workspaces.models import Membership, Role, Workspace, WorkspaceKind
 
 
@@ -61,6 +62,92 @@ class AuthRepository:
             .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
             .values(revoked_at=now)
         )
+
+    async def mark_verified(self, user_id: uuid.UUID, now: datetime) -> bool:
+        """Records the proven address; False if it was already verified (only the first counts)."""
+        result = await self.session.execute(
+            update(User)
+            .where(User.id == user_id, User.email_verified_at.is_(None))
+            .values(email_verified_at=now)
+        )
+        return result.rowcount == 1
+
+    async def set_password(self, user_id: uuid.UUID, password_hash: str) -> None:
+        await self.session.execute(
+            update(User).where(User.id == user_id).values(password_hash=password_hash)
+        )
+
+    # -- e-mail tokens ---------------------------------------------------------------------
+
+    async def live_email_token(
+        self, token_hash: str, purpose: TokenPurpose, now: datetime
+    ) -> EmailToken | None:
+        return await self.session.scalar(
+            select(EmailToken).where(
+                EmailToken.token_hash == token_hash,
+                EmailToken.purpose == purpose,
+                EmailToken.used_at.is_(None),
+                EmailToken.expires_at > now,
+            )
+        )
+
+    async def use_email_token(
+        self, token_hash: str, purpose: TokenPurpose, now: datetime
+    ) -> uuid.UUID | None:
+        """Spends a live token in one conditional write and returns its user; None if it is
+        unknown, expired or used (by this request's competitor too: only one of them wins)."""
+        result = await self.session.execute(
+            update(EmailToken)
+            .where(
+                EmailToken.token_hash == token_hash,
+                EmailToken.purpose == purpose,
+                EmailToken.used_at.is_(None),
+                EmailToken.expires_at > now,
+            )
+            .values(used_at=now)
+            .returning(EmailToken.user_id)
+        )
+        return result.scalar_one_or_none()
+
+    async def retire_email_tokens(
+        self, user_id: uuid.UUID, purpose: TokenPurpose, now: datetime
+    ) -> None:
+        """Spends every other live token of the kind: an older link must not work after one did."""
+        await self.session.execute(
+            update(EmailToken)
+            .where(
+                EmailToken.user_id == user_id,
+                EmailToken.purpose == purpose,
+                EmailToken.used_at.is_(None),
+            )
+            .values(used_at=now)
+        )
+
+    # -- operators -------------------------------------------------------------------------
+
+    async def is_verified_operator(self, user_id: uuid.UUID) -> bool:
+        found = await self.session.scalar(
+            select(Operator.user_id)
+            .join(User, User.id == Operator.user_id)
+            .where(Operator.user_id == user_id, User.email_verified_at.is_not(None))
+        )
+        return found is not None
+
+    async def operator(self, user_id: uuid.UUID) -> Operator | None:
+        return await self.session.get(Operator, user_id)
+
+    async def remove_operator(self, user_id: uuid.UUID) -> bool:
+        result = await self.session.execute(delete(Operator).where(Operator.user_id == user_id))
+        return result.rowcount == 1
+
+    async def operators(self) -> Sequence[Row[tuple[Operator, User]]]:
+        return (
+            await self.session.execute(
+                select(Operator, User)
+                .join(User, User.id == Operator.user_id)
+                .order_by(Operator.added_at, User.email)
+            )
+        ).all()
 
 
 class PrincipalRepository:

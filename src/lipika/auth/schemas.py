@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
@@ -10,12 +11,39 @@ def _normalise_email(value: str) -> str:
     return value.strip().lower()
 
 
+# Passwords are bounded here only against absurd payloads; the policy (auth/passwords.py)
+# refuses what it must with 400 `weak_password` and a reason.
+Password = Annotated[str, Field(max_length=1024)]
+EmailToken = Annotated[str, Field(min_length=1, max_length=200)]
+
+
 class SignupRequest(BaseModel):
     email: EmailStr
-    password: str = Field(min_length=8, max_length=128)
+    password: Password
     name: str = Field("", max_length=200)
 
     _email = field_validator("email")(_normalise_email)
+
+
+class EmailRequest(BaseModel):
+    email: EmailStr
+
+    _email = field_validator("email")(_normalise_email)
+
+
+class VerifyEmailRequest(BaseModel):
+    token: EmailToken
+
+
+class PasswordResetConfirm(BaseModel):
+    token: EmailToken
+    password: Password
+
+
+class Accepted(BaseModel):
+    """The same answer whatever the address: it never tells whether an account exists."""
+
+    status: Literal["verification_sent", "reset_sent"]
 
 
 class LoginRequest(BaseModel):
@@ -40,6 +68,7 @@ class UserOut(BaseModel):
     email: str
     name: str
     created_at: datetime
+    email_verified_at: datetime | None
 
 
 class TokenPair(BaseModel):

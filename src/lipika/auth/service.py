@@ -1,15 +1,29 @@
-"""Sign-up, login, refresh-token rotation and logout."""
+"""Accounts: sign-up, verification of the address, login, password reset, token rotation.
+
+Sign-up, resend and reset answer the same whatever the address, so none of them tells whether
+an account exists: what differs is only the mail the address receives, and mail leaves after
+the commit, from the mailer's own tasks (lipika.mail.mailer).
+"""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lipika.auth import emails
+from lipika.auth.errors import (
+    InvalidCredentials,
+    InvalidEmailToken,
+    RefreshTokenReused,
+    UnverifiedLogin,
+)
 from lipika.auth.limits import AbuseLimits
-from lipika.auth.models import AuthSession, RefreshToken, User
+from lipika.auth.models import AuthSession, EmailToken, RefreshToken, TokenPurpose, User
+from lipika.auth.passwords import require_strong_password
 from lipika.auth.repository import AuthRepository
 from lipika.auth.schemas import AuthResponse, TokenPair, UserOut
 from lipika.auth.security import (
@@ -22,17 +36,28 @@ from lipika.auth.security import (
 from lipika.billing.service import BillingService
 from lipika.config import Settings
 from lipika.db import utcnow
-from lipika.errors import Conflict, Unauthorized
+from lipika.errors import Unauthorized
+from lipika.mail.mailer import Outbox
+from lipika.workspaces.repository import WorkspaceRepository
 from lipika.workspaces.service import WorkspaceService
 
 REFRESH_TOKEN_PREFIX = "lrt_"
 
 
-class RefreshTokenReused(Unauthorized):
-    """A used refresh token came back: it was stolen or replayed, so its session is revoked."""
-
-    code = "refresh_token_reused"
-    keep_changes = True
+async def record_verified_address(
+    session: AsyncSession, billing: BillingService, user_id: uuid.UUID, now: datetime
+) -> bool:
+    """Marks the address proven (a link came back, or support checked it by hand); False if it
+    already was. The first proof makes the free plan's allowance due to the person's own
+    workspace: free credits per verified person, not per sign-up."""
+    repo = AuthRepository(session)
+    first = await repo.mark_verified(user_id, now)
+    if first:
+        personal = await WorkspaceRepository(session).personal_workspace_id(user_id)
+        if personal is not None:
+            await billing.start_allowance(personal)
+    await repo.retire_email_tokens(user_id, TokenPurpose.VERIFY_EMAIL, now)
+    return first
 
 
 @dataclass
@@ -40,33 +65,60 @@ class AuthService:
     session: AsyncSession
     settings: Settings
     passwords: PasswordHashing
+    outbox: Outbox
+    billing: BillingService
 
     @property
     def repo(self) -> AuthRepository:
         return AuthRepository(self.session)
 
-    async def signup(
-        self, email: str, password: str, name: str, billing: BillingService
-    ) -> AuthResponse:
-        # Hashed before the first query: no database connection is held while it waits.
+    # -- sign-up and verification ----------------------------------------------------------
+
+    async def signup(self, email: str, password: str, name: str) -> None:
+        """A new address gets an account (unverified, with an empty wallet) and a verification
+        link; a registered one gets a message saying so, with a reset link."""
+        await require_strong_password(password, email=email, name=name)
+        # Hashed in both branches, so both take as long, and before the first query: no
+        # database connection is held while the hash waits its turn.
         password_hash = await self.passwords.hash(password)
-        if await self.repo.user_by_email(email) is not None:
-            raise Conflict("an account with this email already exists", code="email_taken")
+        existing = await self.repo.user_by_email(email)
+        if existing is not None:
+            link = await self._link(existing, TokenPurpose.RESET_PASSWORD, "/reset-password")
+            self.outbox.send(emails.already_registered(email, link, self._reset_minutes))
+            return
         user = User(email=email, name=name, password_hash=password_hash)
         try:
-            await self.repo.add(user)
+            async with self.session.begin_nested():
+                await self.repo.add(user)
         except IntegrityError:
-            # Lost a race with a concurrent sign-up for the same email.
-            raise Conflict(
-                "an account with this email already exists", code="email_taken"
-            ) from None
+            return  # a concurrent sign-up for this address won; it mails the link
         workspace = await WorkspaceService(self.session).create_personal(user)
-        await billing.open_wallet(workspace.id)
+        await self.billing.open_wallet(workspace.id)
+        await self._send_verification(user)
+
+    async def resend_verification(self, email: str) -> None:
+        user = await self.repo.user_by_email(email)
+        if user is not None and not user.verified:
+            await self._send_verification(user)
+
+    async def verify_email(self, token: str) -> AuthResponse:
+        """Spends the link, marks the address verified, and logs the user in."""
+        now = utcnow()
+        user_id = await self.repo.use_email_token(
+            hash_secret(token), TokenPurpose.VERIFY_EMAIL, now
+        )
+        if user_id is None:
+            raise InvalidEmailToken
+        user = await self._user(user_id)
+        await self._mark_verified(user, now)
         return await self._open_session(user)
+
+    # -- login -----------------------------------------------------------------------------
 
     async def login(self, email: str, password: str, limits: AbuseLimits) -> AuthResponse:
         """Checks the failed-login limits before hashing (a locked account answers 429 even to
-        the right password) and counts a failure against them."""
+        the right password) and counts a failure against them. An unverified address is
+        refused like a wrong password; with the right one, a fresh link is mailed."""
         await limits.check_login(email)
         user = await self.repo.user_by_email(email)
         # End the read before the hash waits its turn: a queue of logins holds no database
@@ -75,8 +127,45 @@ class AuthService:
         stored = user.password_hash if user else None  # None still costs a hash
         if not await self.passwords.verify(password, stored) or user is None:
             await limits.login_failed(email)
-            raise Unauthorized("email or password is incorrect", code="invalid_credentials")
+            raise InvalidCredentials
+        if not user.verified:
+            # The owner of the password may have lost the first link: mail a fresh one
+            # (within the verification e-mail limits; past them, nothing is sent).
+            if await limits.may_send_verification(email):
+                await self._send_verification(user)
+            raise UnverifiedLogin
         return await self._open_session(user)
+
+    # -- password reset --------------------------------------------------------------------
+
+    async def request_password_reset(self, email: str) -> None:
+        user = await self.repo.user_by_email(email)
+        if user is not None:
+            link = await self._link(user, TokenPurpose.RESET_PASSWORD, "/reset-password")
+            self.outbox.send(emails.password_reset(email, link, self._reset_minutes))
+
+    async def reset_password(self, token: str, password: str) -> AuthResponse:
+        """Sets the new password, proves the mailbox, ends every login, and logs in anew.
+
+        The policy is checked before the link is spent, so a refused password leaves it usable.
+        """
+        now = utcnow()
+        token_hash = hash_secret(token)
+        live = await self.repo.live_email_token(token_hash, TokenPurpose.RESET_PASSWORD, now)
+        if live is None:
+            raise InvalidEmailToken
+        user = await self._user(live.user_id)
+        await require_strong_password(password, email=user.email, name=user.name)
+        password_hash = await self.passwords.hash(password)
+        if await self.repo.use_email_token(token_hash, TokenPurpose.RESET_PASSWORD, now) is None:
+            raise InvalidEmailToken  # spent by a concurrent request meanwhile
+        await self.repo.retire_email_tokens(user.id, TokenPurpose.RESET_PASSWORD, now)
+        await self.repo.set_password(user.id, password_hash)
+        await self.repo.revoke_all_sessions(user.id, now)
+        await self._mark_verified(user, now)
+        return await self._open_session(user)
+
+    # -- sessions --------------------------------------------------------------------------
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         now = utcnow()
@@ -97,6 +186,44 @@ class AuthService:
             await self.repo.revoke_all_sessions(claims.user_id, now)
         else:
             await self.repo.revoke_session(claims.session_id, now)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @property
+    def _reset_minutes(self) -> int:
+        return self.settings.password_reset_ttl_seconds // 60
+
+    async def _user(self, user_id: uuid.UUID) -> User:
+        user = await self.repo.user_by_id(user_id)
+        if user is None:  # deleted between the link and its use
+            raise InvalidEmailToken
+        return user
+
+    async def _send_verification(self, user: User) -> None:
+        link = await self._link(user, TokenPurpose.VERIFY_EMAIL, "/verify-email")
+        hours = self.settings.email_verification_ttl_seconds // 3600
+        self.outbox.send(emails.verification(user.email, link, hours))
+
+    async def _link(self, user: User, purpose: TokenPurpose, path: str) -> str:
+        """A new single-use token for the user, stored as its hash, as a front-end link."""
+        ttl = (
+            self.settings.email_verification_ttl_seconds
+            if purpose is TokenPurpose.VERIFY_EMAIL
+            else self.settings.password_reset_ttl_seconds
+        )
+        secret = new_secret("")
+        await self.repo.add(
+            EmailToken(
+                user_id=user.id,
+                purpose=purpose,
+                token_hash=hash_secret(secret),
+                expires_at=utcnow() + timedelta(seconds=ttl),
+            )
+        )
+        return self.settings.app_link(path, secret)
+
+    async def _mark_verified(self, user: User, now: datetime) -> None:
+        await record_verified_address(self.session, self.billing, user.id, now)
 
     async def _open_session(self, user: User) -> AuthResponse:
         login = AuthSession(user_id=user.id)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import Query, status
 
-from lipika.auth.dependencies import CurrentMember, PathMember, Principal, SettingsDep
+from lipika.auth.dependencies import CurrentMember, PathMember, Principal
 from lipika.auth.repository import AuthRepository
 from lipika.billing.dependencies import BillingDep
 from lipika.billing.models import EntryKind
@@ -25,7 +25,6 @@ from lipika.billing.schemas import (
     UsageRow,
 )
 from lipika.billing.service import BillingService
-from lipika.config import Settings
 from lipika.db import SessionDep, utcnow
 from lipika.errors import BadRequest, Forbidden
 from lipika.kit.money import to_micro
@@ -102,11 +101,10 @@ async def grant(
     body: CreditAmount,
     me: CurrentMember,
     billing: BillingDep,
-    settings: SettingsDep,
     session: SessionDep,
 ) -> EntryPosted:
     """Adds credits to the current workspace. Platform operators only (see README)."""
-    await _require_operator(me, settings, session)
+    await _require_operator(me, session)
     amount = _positive_micro(body.amount)
     return await _post(billing, me, EntryKind.GRANT, amount, body)
 
@@ -118,11 +116,10 @@ async def adjust(
     body: CreditAmount,
     me: CurrentMember,
     billing: BillingDep,
-    settings: SettingsDep,
     session: SessionDep,
 ) -> EntryPosted:
     """A signed correction; a negative one may not take the available balance below zero."""
-    await _require_operator(me, settings, session)
+    await _require_operator(me, session)
     amount = _micro(body.amount)
     if amount == 0:
         raise BadRequest("an adjustment of zero changes nothing", code="invalid_amount")
@@ -181,11 +178,11 @@ async def _post(
     )
 
 
-async def _require_operator(me: Principal, settings: Settings, session: SessionDep) -> None:
-    """Minting credits is for the platform's operators, never for a workspace's own admins."""
+async def _require_operator(me: Principal, session: SessionDep) -> None:
+    """Minting credits is for the platform's operators, never for a workspace's own admins: a
+    verified user whom `lipika operators add` named, acting as an owner or admin."""
     me.require(Role.ADMIN)
-    user = await AuthRepository(session).user_by_id(me.user_id)
-    if user is None or user.email not in settings.operators:
+    if not await AuthRepository(session).is_verified_operator(me.user_id):
         raise Forbidden("only platform operators can grant or adjust credits", code="operator_only")
 
 

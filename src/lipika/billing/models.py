@@ -55,6 +55,11 @@ class Wallet(Base):
     allowance_period: Mapped[str | None] = mapped_column(
         String(7)
     )  # YYYY-MM of the last monthly grant
+    # The plan's monthly credits are owed to this wallet: set when the owner of a personal
+    # workspace verifies their address, or when an operator puts the workspace on a plan.
+    # A new wallet starts without, so neither a throwaway sign-up nor a new team workspace
+    # is a source of free credits.
+    allowance_due: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -66,7 +66,12 @@ class LedgerRepository:
     async def create_wallet(self, workspace_id: uuid.UUID, plan: str, now: datetime) -> None:
         await self.db.execute(
             insert(wallets).values(
-                workspace_id=workspace_id, balance=0, held=0, plan=plan, created_at=now
+                workspace_id=workspace_id,
+                balance=0,
+                held=0,
+                plan=plan,
+                allowance_due=False,
+                created_at=now,
             )
         )
 
@@ -77,10 +82,23 @@ class LedgerRepository:
         return None if row is None else Wallet(**row._mapping)
 
     async def set_plan(self, workspace_id: uuid.UUID, plan: str) -> bool:
+        """Puts the wallet on `plan`, whose monthly allowance is due from now on."""
         result = await self.db.execute(
-            update(wallets).where(wallets.c.workspace_id == workspace_id).values(plan=plan)
+            update(wallets)
+            .where(wallets.c.workspace_id == workspace_id)
+            .values(plan=plan, allowance_due=True)
         )
         return result.rowcount == 1
+
+    async def make_allowance_due(self, workspace_id: uuid.UUID) -> str | None:
+        """Marks the wallet's monthly allowance due; returns its plan (None: no such wallet)."""
+        result = await self.db.execute(
+            update(wallets)
+            .where(wallets.c.workspace_id == workspace_id)
+            .values(allowance_due=True)
+            .returning(wallets.c.plan)
+        )
+        return result.scalar_one_or_none()
 
     async def mark_allowance(self, workspace_id: uuid.UUID, period: str) -> None:
         await self.db.execute(
@@ -94,7 +112,8 @@ class LedgerRepository:
             await self.db.execute(
                 select(wallets.c.workspace_id, wallets.c.plan)
                 .where(
-                    or_(wallets.c.allowance_period.is_(None), wallets.c.allowance_period < period)
+                    wallets.c.allowance_due,
+                    or_(wallets.c.allowance_period.is_(None), wallets.c.allowance_period < period),
                 )
                 .limit(limit)
             )

@@ -33,12 +33,20 @@ class BillingService:
     def repo(self) -> LedgerRepository:
         return LedgerRepository(self.session)
 
-    async def open_wallet(self, workspace_id: uuid.UUID, plan: str = DEFAULT_PLAN) -> None:
-        now = utcnow()
-        await self.repo.create_wallet(workspace_id, plan, now)
-        await self.grant_allowance(workspace_id, plan, now)
+    async def open_wallet(self, workspace_id: uuid.UUID) -> None:
+        """A wallet on the free plan, empty, with no allowance due: credits come with a verified
+        owner (`start_allowance`), a plan an operator assigns, or an operator's grant."""
+        await self.repo.create_wallet(workspace_id, DEFAULT_PLAN, utcnow())
+
+    async def start_allowance(self, workspace_id: uuid.UUID) -> None:
+        """Makes the plan's monthly credits due to the wallet from now on; grants this month's."""
+        plan = await self.repo.make_allowance_due(workspace_id)
+        if plan is None:
+            raise WalletMissing("this workspace has no wallet")
+        await self.grant_allowance(workspace_id, plan, utcnow())
 
     async def assign_plan(self, workspace_id: uuid.UUID, plan: str) -> None:
+        """An operator's choice of plan, whose monthly credits are due from now on."""
         if self.plans.get(plan) is None:
             raise BadRequest(
                 f"no plan named {plan!r}", code="unknown_plan", plans=sorted(self.plans.plans)

@@ -5,12 +5,13 @@ import uuid
 from fastapi import status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lipika.auth.dependencies import CurrentMember, PathMember, Principal
+from lipika.auth.dependencies import CurrentMember, PathMember, Principal, SettingsDep
 from lipika.auth.repository import AuthRepository
 from lipika.billing.dependencies import BillingDep
 from lipika.db import SessionDep
 from lipika.kit.routing import api_router
 from lipika.kit.schemas import ListOf
+from lipika.mail.mailer import OutboxDep
 from lipika.workspaces.schemas import (
     InvitationCreate,
     InvitationOut,
@@ -38,7 +39,8 @@ async def list_workspaces(me: CurrentMember, session: SessionDep) -> ListOf[Work
 async def create_workspace(
     body: WorkspaceCreate, me: CurrentMember, session: SessionDep, billing: BillingDep
 ) -> WorkspaceOut:
-    """A team workspace with its own wallet on the free plan; the caller becomes its owner."""
+    """A team workspace whose wallet starts empty, on the free plan without its allowance, until
+    an operator puts it on a plan or grants credits; the caller becomes its owner."""
     me.require_login()
     workspace = await WorkspaceService(session).create_team(me.user_id, body.name)
     await billing.open_wallet(workspace.id)
@@ -84,8 +86,15 @@ async def remove_member(user_id: uuid.UUID, me: PathMember, session: SessionDep)
     response_model=InvitationOut,
     status_code=status.HTTP_201_CREATED,
 )
-async def invite(body: InvitationCreate, me: PathMember, session: SessionDep) -> InvitationOut:
-    invitation = await WorkspaceService(session).invite(me, body.email, body.role)
+async def invite(
+    body: InvitationCreate,
+    me: PathMember,
+    session: SessionDep,
+    outbox: OutboxDep,
+    settings: SettingsDep,
+) -> InvitationOut:
+    """Invites an address (mailed a link to the front end's invitations page)."""
+    invitation = await WorkspaceService(session).invite(me, body.email, body.role, outbox, settings)
     return InvitationOut.model_validate(invitation)
 
 
@@ -105,7 +114,7 @@ async def revoke_invitation(invitation_id: uuid.UUID, me: PathMember, session: S
 
 @router.get("/v1/invitations", response_model=ListOf[ReceivedInvitationOut])
 async def my_invitations(me: CurrentMember, session: SessionDep) -> ListOf[ReceivedInvitationOut]:
-    """Pending invitations addressed to the caller's email."""
+    """Pending invitations addressed to the caller's email (once it is verified)."""
     me.require_login()
     user = await AuthRepository(session).user_by_id(me.user_id)
     return ListOf(data=await WorkspaceService(session).received_invitations(user))

@@ -9,7 +9,14 @@ from sqlalchemy import Row, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lipika.auth.models import User
-from lipika.workspaces.models import Invitation, InvitationStatus, Membership, Role, Workspace
+from lipika.workspaces.models import (
+    Invitation,
+    InvitationStatus,
+    Membership,
+    Role,
+    Workspace,
+    WorkspaceKind,
+)
 
 
 class WorkspaceRepository:
@@ -38,6 +45,13 @@ class WorkspaceRepository:
                 .order_by(Workspace.created_at, Workspace.id)
             )
         ).all()
+
+    async def personal_workspace_id(self, user_id: uuid.UUID) -> uuid.UUID | None:
+        return await self.session.scalar(
+            select(Workspace.id)
+            .join(Membership, Membership.workspace_id == Workspace.id)
+            .where(Membership.user_id == user_id, Workspace.kind == WorkspaceKind.PERSONAL)
+        )
 
     async def membership(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> Membership | None:
         return await self.session.get(Membership, (workspace_id, user_id))

@@ -10,9 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lipika.apikeys.repository import ApiKeyRepository
 from lipika.auth.dependencies import Principal
+from lipika.auth.errors import EmailNotVerified
 from lipika.auth.models import User
+from lipika.config import Settings
 from lipika.db import utcnow
 from lipika.errors import BadRequest, Conflict, Forbidden, NotFound
+from lipika.mail.mailer import Outbox
+from lipika.workspaces import emails
 from lipika.workspaces.models import (
     Invitation,
     InvitationStatus,
@@ -105,7 +109,10 @@ class WorkspaceService:
         # Their keys die with the membership; being invited back must not revive an old secret.
         await ApiKeyRepository(self.session).revoke_all(actor.workspace_id, user_id, utcnow())
 
-    async def invite(self, actor: Principal, email: str, role: Role) -> Invitation:
+    async def invite(
+        self, actor: Principal, email: str, role: Role, outbox: Outbox, settings: Settings
+    ) -> Invitation:
+        """Invites an address and mails it; only a verified owner of that address can accept."""
         actor.require(Role.ADMIN)
         if actor.workspace_kind is WorkspaceKind.PERSONAL:
             raise BadRequest(
@@ -131,6 +138,17 @@ class WorkspaceService:
             expires_at=utcnow() + INVITATION_TTL,
         )
         await self.repo.add(invitation)
+        workspace = await self._workspace(actor.workspace_id)
+        inviter = await self.session.get(User, actor.user_id)
+        outbox.send(
+            emails.invitation(
+                email,
+                workspace.name,
+                (inviter.name or inviter.email) if inviter else "A member",
+                role.value,
+                f"{settings.public_app_url.rstrip('/')}/invitations",
+            )
+        )
         return invitation
 
     async def invitations(self, actor: Principal) -> list[Invitation]:
@@ -151,6 +169,7 @@ class WorkspaceService:
         await self.session.flush()
 
     async def received_invitations(self, user: User) -> list[ReceivedInvitationOut]:
+        _require_verified(user, "see the invitations sent to it")
         now = utcnow()
         return [
             ReceivedInvitationOut(
@@ -161,6 +180,9 @@ class WorkspaceService:
         ]
 
     async def respond(self, user: User, invitation_id: uuid.UUID, *, accept: bool) -> Invitation:
+        # Whoever signs up with an invited address is not yet its owner: until the mailbox is
+        # proven, an invitation (an admin's, say) must not be theirs to take, or to decline.
+        _require_verified(user, "answer invitations sent to it")
         invitation = await self.repo.invitation(invitation_id)
         if invitation is None or invitation.email != user.email:
             raise NotFound("invitation not found")
@@ -201,6 +223,11 @@ class WorkspaceService:
     async def _keep_an_owner(self, workspace_id: uuid.UUID) -> None:
         if await self.repo.count_owners(workspace_id) <= 1:
             raise Conflict("a workspace must keep at least one owner", code="last_owner")
+
+
+def _require_verified(user: User, action: str) -> None:
+    if not user.verified:
+        raise EmailNotVerified(action)
 
 
 def _workspace_out(workspace: Workspace, role: Role) -> WorkspaceOut:

@@ -1,0 +1,1 @@
+"""Outgoing mail: one sender interface (log or SMTP), sent off the request path."""
