@@ -33,6 +33,9 @@ class LipikaError(Exception):
     keep_changes = False
     # Seconds after which the same request may succeed: sent as `Retry-After` when set.
     retry_after: float | None = None
+    # Sent as `x-should-retry` when set: SDKs (OpenAI's, Anthropic's) retry 408, 409, 429 and
+    # 5xx on their own unless told not to; a refusal that cannot succeed on retry says `false`.
+    should_retry: bool | None = None
 
     def __init__(
         self,
@@ -59,6 +62,8 @@ class LipikaError(Exception):
         headers = {"WWW-Authenticate": "Bearer"} if self.status_code == 401 else {}
         if self.retry_after is not None:
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+        if self.should_retry is not None:
+            headers["x-should-retry"] = "true" if self.should_retry else "false"
         return headers
 
 

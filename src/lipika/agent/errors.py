@@ -11,6 +11,7 @@ class RunLimitReached(LipikaError):
     """A per-run limit stopped the run before the next step (the steps before it are paid)."""
 
     status_code = 429
+    should_retry = False
     type = "rate_limit_error"
 
 

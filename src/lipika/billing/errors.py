@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from lipika.errors import LipikaError, NotFound
+from datetime import UTC, datetime, timedelta
+
+from lipika.errors import Conflict, LipikaError, NotFound
 from lipika.kit.money import format_credits
+
+
+def _seconds_until_next_day() -> float:
+    now = datetime.now(UTC)
+    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (tomorrow - now).total_seconds()
+
+
+def _seconds_until_next_month() -> float:
+    now = datetime.now(UTC)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    following = (start + timedelta(days=32)).replace(day=1)
+    return (following - now).total_seconds()
 
 
 class InsufficientCredits(LipikaError):
     status_code = 402
     code = "insufficient_credits"
     type = "insufficient_credits"
+    should_retry = False
 
     def __init__(self, needed: int, available: int) -> None:
         super().__init__(
@@ -23,23 +39,45 @@ class ModelNotInPlan(LipikaError):
     status_code = 403
     code = "model_not_in_plan"
     type = "permission_error"
+    should_retry = False
 
 
 class LimitReached(LipikaError):
+    """A plan or cap limit: a retry before its period ends is refused again, so clients are
+    told not to retry, and when the period ends (`Retry-After`)."""
+
     status_code = 429
     type = "rate_limit_error"
+    should_retry = False
 
 
-class DailyRequestLimitReached(LimitReached):
+class DailyLimitReached(LimitReached):
+    @property  # type: ignore[override]
+    def retry_after(self) -> float:
+        return _seconds_until_next_day()
+
+
+class DailyRequestLimitReached(DailyLimitReached):
     code = "daily_request_limit"
 
 
-class DailyCreditCapReached(LimitReached):
+class DailyCreditCapReached(DailyLimitReached):
     code = "daily_credit_cap"
 
 
 class MemberMonthlyCapReached(LimitReached):
     code = "member_monthly_cap"
+
+    @property  # type: ignore[override]
+    def retry_after(self) -> float:
+        return _seconds_until_next_month()
+
+
+class DuplicateRequest(Conflict):
+    """The idempotency key was used already: the same request again is refused again."""
+
+    code = "duplicate_request"
+    should_retry = False
 
 
 class UnknownPrice(NotFound):

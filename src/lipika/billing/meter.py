@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from lipika.billing.errors import (
     DailyCreditCapReached,
     DailyRequestLimitReached,
+    DuplicateRequest,
     InsufficientCredits,
     MemberMonthlyCapReached,
     ModelNotInPlan,
@@ -419,10 +420,8 @@ class _NewHold:
         return self.idempotency_key or f"hold:{self.id}"
 
 
-def _duplicate() -> Conflict:
-    return Conflict(
-        "a request with this idempotency key was already made", code="duplicate_request"
-    )
+def _duplicate() -> DuplicateRequest:
+    return DuplicateRequest("a request with this idempotency key was already made")
 
 
 def _no_hold() -> Conflict:

@@ -41,9 +41,12 @@ log = structlog.get_logger()
 
 
 class ModelUnavailable(LipikaError):
+    """The provider is not configured on this server: no retry will change that."""
+
     status_code = 503
     code = "model_unavailable"
     type = "api_error"
+    should_retry = False
 
 
 class UpstreamFailed(LipikaError):

@@ -6,8 +6,6 @@ from typing import Annotated, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from lipika.kit.money import MAX_CREDITS
-
 MAX_BIGINT = 2**63 - 1
 
 T = TypeVar("T")
@@ -22,14 +20,11 @@ class ListOf(BaseModel, Generic[T]):
 
 # Bounded request values. Every number a client sends has a range the code and the database can
 # hold, so an absurd value is a 422 naming the field, never an overflow deep inside a handler.
+# Credit amounts are range-checked where they become micro-credits (`kit.money.to_micro`, 400
+# `invalid_amount` naming the limit), which is safe for any exponent.
 Credits = Annotated[
     Decimal,
-    Field(
-        ge=-MAX_CREDITS,
-        le=MAX_CREDITS,
-        allow_inf_nan=False,
-        description="credits (not micro-credits); up to 6 decimal places",
-    ),
+    Field(allow_inf_nan=False, description="credits (not micro-credits); up to 6 decimal places"),
 ]
 MAX_TOKENS = 100_000_000
 TokenCount = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
