@@ -35,12 +35,19 @@ from lipika.kit.middleware import (
     RequestContextMiddleware,
 )
 from lipika.mail.mailer import build_mailer
+from lipika.openapi import install_openapi, operation_id
 from lipika.providers.registry import build_registry
 from lipika.redis import create_redis
 from lipika.threads.endpoints import router as threads_router
 from lipika.workspaces.endpoints import router as workspaces_router
 
 log = structlog.get_logger()
+
+API_DESCRIPTION = (
+    "One metered API for chat models and AI tools, sold on credits. Amounts are integer "
+    "micro-credits (1 credit = 1,000,000). Errors have one shape (`ErrorResponse`); streams are "
+    "server-sent events whose `data:` frames are `ChatCompletionChunk` or `ThreadEvent`."
+)
 
 # What browsers may send and read across origins (everything else is CORS-safelisted).
 CORS_REQUEST_HEADERS = [
@@ -123,8 +130,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await redis.aclose()
             await engine.dispose()
 
-    app = FastAPI(title="Lipika", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="Lipika",
+        version=__version__,
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
     install_error_handlers(app)
+    install_openapi(app)
     routers = (
         health_router,
         auth_router,

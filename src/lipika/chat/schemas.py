@@ -116,3 +116,32 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+# -- stream frames (documented in the OpenAPI document; the relay builds them as bytes) -------
+
+
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: ChunkDelta
+    logprobs: Any = None
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One `data:` frame of a streamed completion. The last chunk, with
+    `stream_options.include_usage`, has empty `choices` and the `usage`; the stream then ends
+    with `data: [DONE]`, or, after a failure mid-stream, with a `data:` frame holding an
+    `ErrorResponse` instead."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: CompletionUsage | None = None

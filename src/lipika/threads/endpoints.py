@@ -98,7 +98,14 @@ async def thread_history(
 @router.post(
     "/v1/threads/{thread_id}/messages",
     response_model=RunOut,
-    responses={200: {"content": {sse.MEDIA_TYPE: {}}, "description": "SSE when `stream` is true"}},
+    responses={
+        200: {
+            "content": {sse.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ThreadEvent"}}},
+            "description": "With `stream: true` (the default): server-sent events, one "
+            "`ThreadEvent` per `data:` frame (told apart by `type`), ending with `done` or "
+            "`error`; with `stream: false`, the run's `RunOut`.",
+        }
+    },
 )
 async def send_message(
     thread_id: uuid.UUID,

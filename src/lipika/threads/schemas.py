@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -88,3 +88,68 @@ class RunOut(BaseModel):
     credits_charged: int
     balance_after: int | None
     steps: int
+
+
+# -- run events (documented in the OpenAPI document): one `data:` frame each, told apart by `type`
+
+
+class TokenEvent(BaseModel):
+    type: Literal["token"] = "token"
+    text: str
+
+
+class ToolStartEvent(BaseModel):
+    type: Literal["tool_start"] = "tool_start"
+    step: int
+    call_id: str
+    tool: str
+    args: dict[str, Any]
+
+
+class ToolEndEvent(BaseModel):
+    type: Literal["tool_end"] = "tool_end"
+    step: int
+    call_id: str
+    tool: str
+    status: Literal["success", "error"]
+    output: str = Field(description="the tool's output, cut at 2,000 characters")
+    credits_charged: int
+    balance_after: int | None
+
+
+class UsageEvent(BaseModel):
+    """After every model step."""
+
+    type: Literal["usage"] = "usage"
+    step: int
+    model: str
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    credits_charged: int
+    balance_after: int | None
+
+
+class DoneEvent(BaseModel):
+    """Terminal: the run finished."""
+
+    type: Literal["done"] = "done"
+    credits_charged: int = Field(description="micro-credits the whole run cost")
+    balance_after: int | None
+    steps: int
+
+
+class ErrorEvent(BaseModel):
+    """Terminal: the run failed; `error` has the API's error shape."""
+
+    type: Literal["error"] = "error"
+    error: dict[str, Any]
+    credits_charged: int
+    balance_after: int | None
+    steps: int
+
+
+ThreadEvent = Annotated[
+    TokenEvent | ToolStartEvent | ToolEndEvent | UsageEvent | DoneEvent | ErrorEvent,
+    Field(discriminator="type"),
+]
