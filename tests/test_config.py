@@ -18,6 +18,40 @@ def test_production_refuses_to_start_without_a_secret() -> None:
     assert Settings(env="production", secret_key="s" * 40, _env_file=None).signing_key == "s" * 40
 
 
+def test_operator_emails_refuse_to_start_naming_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Operators are recorded in the database now; an address in the settings would be a silent
+    no-op, so a configuration that still sets one does not start."""
+    monkeypatch.setenv("LIPIKA_OPERATOR_EMAILS", "ops@example.com")
+    with pytest.raises(ValidationError, match="lipika operators add"):
+        Settings(_env_file=None)
+    monkeypatch.setenv("LIPIKA_OPERATOR_EMAILS", "")  # named nobody: nothing to refuse
+    Settings(_env_file=None)
+
+
+def test_the_cli_says_why_in_one_line(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "LIPIKA_OPERATOR_EMAILS": "ops@example.com", "LIPIKA_DATA_DIR": str(tmp_path)}
+    run = subprocess.run(
+        [str(Path(sys.executable).parent / "lipika"), "migrate"], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert run.returncode == 2
+    assert run.stdout == ""
+    [line] = run.stderr.splitlines()
+    assert line.startswith("error: LIPIKA_OPERATOR_EMAILS is no longer read") and "lipika operators add" in line
+
+
+def test_smtp_tls_and_starttls_exclude_each_other() -> None:
+    with pytest.raises(ValidationError, match="exclude each other"):
+        Settings(smtp_tls=True, smtp_starttls=True, _env_file=None)
+    assert Settings(smtp_tls=True, _env_file=None).smtp_uses_starttls is False
+    assert Settings(_env_file=None).smtp_uses_starttls is True
+    assert Settings(smtp_starttls=False, _env_file=None).smtp_uses_starttls is False
+
+
 @pytest.mark.parametrize(
     ("written", "app_url", "checkpoint"),
     [

@@ -131,7 +131,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _operators_live_in_the_database(self) -> Settings:
-        if self.operator_emails is not None:
+        # An empty value named nobody, and ignoring it changes nothing; any address is refused.
+        if self.operator_emails and self.operator_emails.strip():
             raise ValueError(
                 "LIPIKA_OPERATOR_EMAILS is no longer read: unset it and name each operator "
                 "with `lipika operators add --email X` (the address must be verified)"
@@ -163,9 +164,10 @@ class Settings(BaseSettings):
     def smtp_uses_starttls(self) -> bool:
         return not self.smtp_tls if self.smtp_starttls is None else self.smtp_starttls
 
-    def app_link(self, path: str, token: str) -> str:
-        """A link into the front end, which posts the token back to the API."""
-        return f"{self.public_app_url.rstrip('/')}{path}?{urlencode({'token': token})}"
+    def app_link(self, path: str, token: str | None = None) -> str:
+        """A link into the front end (which posts a token it carries back to the API)."""
+        query = f"?{urlencode({'token': token})}" if token is not None else ""
+        return f"{self.public_app_url.rstrip('/')}{path}{query}"
 
     @property
     def cors_allowed(self) -> tuple[list[str], str | None]:

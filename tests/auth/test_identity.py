@@ -3,6 +3,7 @@ password policy, and free credits per verified person (issue 10, findings 1, 3 a
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -10,15 +11,13 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from lipika.auth.models import AuthSession, EmailToken, User
+from lipika.auth.models import EmailToken, User
 from lipika.auth.passwords import weakness
-from lipika.auth.security import AccessClaims, encode_access_token
 from lipika.billing.models import EntryKind
 from lipika.billing.repository import WalletState
 from lipika.config import Settings
 from lipika.db import utcnow
-from lipika.workspaces.models import Membership, Workspace, WorkspaceKind
-from tests.conftest import Account
+from tests.fixtures.accounts import personal_workspace, unverified_session
 from tests.fixtures.ledger import Books
 from tests.fixtures.mail import Mailbox
 
@@ -29,18 +28,6 @@ ONE_MESSAGE = "email or password is incorrect, or the address is not verified ye
 
 async def sign_up(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> httpx.Response:
     return await client.post("/v1/auth/signup", json={"email": email, "password": password})
-
-
-async def personal_workspace(books: Books, email: str) -> uuid.UUID:
-    async with books.sessionmaker() as session:
-        found = await session.scalar(
-            select(Workspace.id)
-            .join(Membership, Membership.workspace_id == Workspace.id)
-            .join(User, User.id == Membership.user_id)
-            .where(User.email == email, Workspace.kind == WorkspaceKind.PERSONAL)
-        )
-    assert found is not None
-    return found
 
 
 def error_of(response: httpx.Response, status: int, code: str) -> dict:
@@ -91,6 +78,19 @@ async def test_sign_up_answers_identical_bodies_to_an_upper_case_duplicate(
     account = await signup()
     again = await sign_up(client, account.email.upper())
     assert (again.status_code, again.json()) == (202, {"status": "verification_sent"})
+
+
+async def test_concurrent_sign_ups_for_one_address_make_one_account(
+    client: httpx.AsyncClient, mailbox: Mailbox, books: Books
+) -> None:
+    email = f"race-{uuid.uuid4().hex[:8]}@example.com"
+    answers = await asyncio.gather(*(sign_up(client, email) for _ in range(4)))
+    assert {(a.status_code, a.text) for a in answers} == {(202, '{"status":"verification_sent"}')}
+    async with books.sessionmaker() as session:
+        users = (await session.scalars(select(User).where(User.email == email))).all()
+    assert len(users) == 1
+    assert (await books.state(await personal_workspace(books, email))).balance == 0
+    assert any(m.subject == "Confirm your e-mail address" for m in await mailbox.to(email))
 
 
 # -- verification ---------------------------------------------------------------------------------
@@ -366,25 +366,7 @@ async def test_twenty_team_workspaces_hold_nothing_to_spend(
     await books.assert_balanced()
 
 
-# -- sessions that predate verification (accounts migrated from before it) -------------------------
-
-
-async def unverified_session(books: Books, settings: Settings, email: str) -> Account:
-    """An account whose address is not verified, logged in: what a login made before
-    verification existed looks like after the upgrade."""
-    async with books.sessionmaker.begin() as session:
-        user = await session.scalar(select(User).where(User.email == email))
-        assert user is not None and user.email_verified_at is None
-        login = AuthSession(user_id=user.id)
-        session.add(login)
-        await session.flush()
-        token = encode_access_token(
-            AccessClaims(user.id, login.id),
-            key=settings.signing_key,
-            now=utcnow(),
-            ttl=timedelta(minutes=5),
-        )
-    return Account(email, PASSWORD, str(user.id), token, "")
+# -- invitations ----------------------------------------------------------------------------------
 
 
 async def test_an_invitation_cannot_be_taken_by_an_unverified_account(

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fakeredis import FakeAsyncRedis
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from lipika.billing.models import EntryKind, HoldStatus, Wallet
 from lipika.billing.policy import Outcome
@@ -21,6 +21,7 @@ from lipika.billing.repository import WalletState
 from lipika.billing.tasks import Reconciler, ReconcileReport, reconcile_forever
 from lipika.db import utcnow
 from tests.billing.conftest import LIPIKA
+from tests.fixtures.accounts import personal_workspace
 from tests.fixtures.ledger import Books
 
 FREE_MONTHLY = 100_000_000
@@ -198,6 +199,53 @@ async def test_monthly_allowances_are_granted_once_per_month(
         assert [g.amount for g in grants] == [monthly, monthly]
         assert grants[1].idempotency_key == f"allowance:{workspace_id}:{plan}:{period}"
         assert (await books.state(workspace_id)).balance == 2 * monthly
+    await books.assert_balanced()
+
+
+async def test_allowances_go_to_verified_people_and_to_plans_an_operator_chose(
+    client, signup, books: Books, reconcile_paused
+) -> None:
+    """Issue 10, finding 3: a team workspace on the free plan, and the personal workspace of an
+    unverified sign-up, get no monthly allowance; an operator's plan or a verified owner do."""
+    person = await signup("person")
+    team = await client.post("/v1/workspaces", json={"name": "Farm"}, headers=person.headers)
+    team_id = uuid.UUID(team.json()["id"])
+    chosen = await client.post("/v1/workspaces", json={"name": "Paid"}, headers=person.headers)
+    chosen_id = uuid.UUID(chosen.json()["id"])
+    await books.assign_plan(chosen_id, "free")  # `lipika plans assign`: the allowance is due
+    await books.post(team_id, 1_000_000, kind=EntryKind.GRANT)  # a one-off grant is only that
+    squatter = f"unverified-{uuid.uuid4().hex[:8]}@example.com"
+    signed = await client.post(
+        "/v1/auth/signup", json={"email": squatter, "password": "correct horse battery"}
+    )
+    assert signed.status_code == 202
+    unverified_id = await personal_workspace(books, squatter)
+    personal_id = uuid.UUID(person.personal_workspace_id)
+
+    reconciler = Reconciler(books.meter, books.sessionmaker)
+    now = utcnow()
+    next_month = (now.replace(day=1) + timedelta(days=32)).replace(day=2)
+    assert await reconciler.grant_allowances(now) == 0
+    assert await reconciler.grant_allowances(next_month) == 2
+    assert await reconciler.grant_allowances(next_month) == 0
+    balances = {
+        "team": (await books.state(team_id)).balance,
+        "chosen": (await books.state(chosen_id)).balance,
+        "unverified": (await books.state(unverified_id)).balance,
+        "personal": (await books.state(personal_id)).balance,
+    }
+    assert balances == {
+        "team": 1_000_000,
+        "chosen": 2 * FREE_MONTHLY,
+        "unverified": 0,
+        "personal": 2 * FREE_MONTHLY,
+    }
+    async with books.sessionmaker() as session:
+        due = {
+            row.workspace_id: row.allowance_due
+            for row in (await session.execute(select(Wallet.workspace_id, Wallet.allowance_due)))
+        }
+    assert due == {team_id: False, chosen_id: True, unverified_id: False, personal_id: True}
     await books.assert_balanced()
 
 

@@ -146,7 +146,8 @@ class WorkspaceService:
                 workspace.name,
                 (inviter.name or inviter.email) if inviter else "A member",
                 role.value,
-                f"{settings.public_app_url.rstrip('/')}/invitations",
+                settings.app_link("/invitations"),
+                INVITATION_TTL.days,
             )
         )
         return invitation
