@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from typing import Any, TypeVar
 
 import typer
@@ -81,7 +80,7 @@ def migrate(revision: str = typer.Argument("head", help="Target revision.")) -> 
 
 @credits_cli.command("grant")
 def credits_grant(
-    amount: Decimal = typer.Option(..., "--amount", help="Credits to add (not micro-credits)."),
+    amount: str = typer.Option(..., "--amount", help="Credits to add (not micro-credits)."),
     reason: str = typer.Option("operator grant", "--reason"),
     email: str | None = EmailOpt,
     workspace: str | None = WorkspaceOpt,
@@ -96,7 +95,7 @@ def credits_grant(
 
 @credits_cli.command("adjust")
 def credits_adjust(
-    amount: Decimal = typer.Option(..., "--amount", help="Signed credits, e.g. -2.5."),
+    amount: str = typer.Option(..., "--amount", help="Signed credits, e.g. -2.5."),
     reason: str = typer.Option(..., "--reason", help="Why (kept on the ledger entry)."),
     email: str | None = EmailOpt,
     workspace: str | None = WorkspaceOpt,
@@ -260,7 +259,8 @@ def _setting_problem(error: Any) -> str:
     return f"LIPIKA_{field.upper()}: {message}"
 
 
-def _amount(amount: Decimal) -> int:
+def _amount(amount: str) -> int:
+    """Exact credits as typed (a decimal string), never through a float."""
     try:
         return to_micro(amount)
     except ValueError as exc:

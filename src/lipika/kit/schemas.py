@@ -26,7 +26,7 @@ Credits = Annotated[
     Decimal,
     Field(allow_inf_nan=False, description="credits (not micro-credits); up to 6 decimal places"),
 ]
-MAX_TOKENS = 100_000_000
+MAX_TOKENS = 2**31 - 1  # above every model's ceiling (requests are capped to it), inside int32
 TokenCount = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
 StepCount = Annotated[int, Field(ge=1, le=1000)]
 EntryId = Annotated[int, Field(ge=1, le=MAX_BIGINT)]
