@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request, status
 from pydantic import BaseModel
 
 from lipika.auth.dependencies import CurrentMember, SettingsDep
@@ -33,9 +33,13 @@ router = APIRouter(tags=["auth"])
 
 
 async def get_auth(
-    session: SessionDep, settings: SettingsDep, outbox: OutboxDep, billing: BillingDep
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    outbox: OutboxDep,
+    billing: BillingDep,
 ) -> AuthService:
-    return AuthService(session, settings, outbox, billing)
+    return AuthService(session, settings, outbox, billing, request.state.sessionmaker)
 
 
 AuthDep = Annotated[AuthService, Depends(get_auth)]
