@@ -143,3 +143,36 @@ async def test_the_log_sender_shows_the_link() -> None:
             "link": MESSAGE.link,
         }
     ]
+
+
+async def test_a_composed_message_is_built_and_sent_by_the_mailer() -> None:
+    """Work that depends on whether an account exists runs in the mailer's task, after the
+    answer: a message, no message, or a failure that is logged."""
+
+    class Keeping(EmailSender):
+        def __init__(self) -> None:
+            self.sent: list[Email] = []
+
+        async def send(self, email: Email) -> None:
+            self.sent.append(email)
+
+    async def message() -> Email:
+        return MESSAGE
+
+    async def nothing() -> None:
+        return None
+
+    async def broken() -> Email:
+        raise RuntimeError("database gone")
+
+    sender = Keeping()
+    mailer = Mailer(sender)
+    with structlog.testing.capture_logs() as logs:
+        for compose in (message, nothing, broken):
+            mailer.send_composed(compose)
+        assert sender.sent == []  # nothing ran inside the caller
+        await mailer.aclose()
+    assert sender.sent == [MESSAGE]
+    assert [(e["event"], e["error"]) for e in logs] == [
+        ("email_failed", "RuntimeError('database gone')")
+    ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, status
+from fastapi import Depends, Request, status
 from pydantic import BaseModel
 
 from lipika.auth.dependencies import CurrentMember, PasswordsDep, SettingsDep
@@ -35,13 +35,14 @@ router = api_router(tags=["auth"])
 
 
 async def get_auth(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     passwords: PasswordsDep,
     outbox: OutboxDep,
     billing: BillingDep,
 ) -> AuthService:
-    return AuthService(session, settings, passwords, outbox, billing)
+    return AuthService(session, settings, passwords, outbox, billing, request.state.sessionmaker)
 
 
 AuthDep = Annotated[AuthService, Depends(get_auth)]

@@ -2,7 +2,9 @@
 
 Sign-up, resend and reset answer the same whatever the address, so none of them tells whether
 an account exists: what differs is only the mail the address receives, and mail leaves after
-the commit, from the mailer's own tasks (lipika.mail.mailer).
+the commit, from the mailer's own tasks (lipika.mail.mailer). Resend and reset do even the
+look-up there, so their answer takes as long for a registered address as for an unknown one;
+sign-up hashes the password in both branches, which outweighs its few writes.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lipika.auth import emails
 from lipika.auth.errors import (
@@ -37,11 +39,48 @@ from lipika.billing.service import BillingService
 from lipika.config import Settings
 from lipika.db import utcnow
 from lipika.errors import Unauthorized
+from lipika.mail.base import Email
 from lipika.mail.mailer import Outbox
 from lipika.workspaces.repository import WorkspaceRepository
 from lipika.workspaces.service import WorkspaceService
 
 REFRESH_TOKEN_PREFIX = "lrt_"
+LINK_PATHS = {
+    TokenPurpose.VERIFY_EMAIL: "/verify-email",
+    TokenPurpose.RESET_PASSWORD: "/reset-password",
+}
+
+
+async def new_link(
+    session: AsyncSession, settings: Settings, user_id: uuid.UUID, purpose: TokenPurpose
+) -> str:
+    """A new single-use token for the user, stored as its hash, as a link into the front end."""
+    ttl = (
+        settings.email_verification_ttl_seconds
+        if purpose is TokenPurpose.VERIFY_EMAIL
+        else settings.password_reset_ttl_seconds
+    )
+    secret = new_secret("")
+    await AuthRepository(session).add(
+        EmailToken(
+            user_id=user_id,
+            purpose=purpose,
+            token_hash=hash_secret(secret),
+            expires_at=utcnow() + timedelta(seconds=ttl),
+        )
+    )
+    return settings.app_link(LINK_PATHS[purpose], secret)
+
+
+def verification_email(settings: Settings, to: str, link: str) -> Email:
+    return emails.verification(to, link, settings.email_verification_ttl_seconds // 3600)
+
+
+def reset_email(settings: Settings, to: str, link: str, *, signing_up: bool = False) -> Email:
+    minutes = settings.password_reset_ttl_seconds // 60
+    if signing_up:
+        return emails.already_registered(to, link, minutes)
+    return emails.password_reset(to, link, minutes)
 
 
 async def record_verified_address(
@@ -67,6 +106,7 @@ class AuthService:
     passwords: PasswordHashing
     outbox: Outbox
     billing: BillingService
+    sessionmaker: async_sessionmaker[AsyncSession]
 
     @property
     def repo(self) -> AuthRepository:
@@ -83,8 +123,10 @@ class AuthService:
         password_hash = await self.passwords.hash(password)
         existing = await self.repo.user_by_email(email)
         if existing is not None:
-            link = await self._link(existing, TokenPurpose.RESET_PASSWORD, "/reset-password")
-            self.outbox.send(emails.already_registered(email, link, self._reset_minutes))
+            link = await new_link(
+                self.session, self.settings, existing.id, TokenPurpose.RESET_PASSWORD
+            )
+            self.outbox.send(reset_email(self.settings, email, link, signing_up=True))
             return
         user = User(email=email, name=name, password_hash=password_hash)
         try:
@@ -97,9 +139,17 @@ class AuthService:
         await self._send_verification(user)
 
     async def resend_verification(self, email: str) -> None:
-        user = await self.repo.user_by_email(email)
-        if user is not None and not user.verified:
-            await self._send_verification(user)
+        """A fresh link if the address has an unverified account (looked up after the answer)."""
+
+        async def compose() -> Email | None:
+            async with self.sessionmaker.begin() as session:
+                user = await AuthRepository(session).user_by_email(email)
+                if user is None or user.verified:
+                    return None
+                link = await new_link(session, self.settings, user.id, TokenPurpose.VERIFY_EMAIL)
+            return verification_email(self.settings, email, link)
+
+        self.outbox.send_composed(compose)
 
     async def verify_email(self, token: str) -> AuthResponse:
         """Spends the link, marks the address verified, and logs the user in."""
@@ -139,10 +189,17 @@ class AuthService:
     # -- password reset --------------------------------------------------------------------
 
     async def request_password_reset(self, email: str) -> None:
-        user = await self.repo.user_by_email(email)
-        if user is not None:
-            link = await self._link(user, TokenPurpose.RESET_PASSWORD, "/reset-password")
-            self.outbox.send(emails.password_reset(email, link, self._reset_minutes))
+        """A reset link if the address has an account (looked up after the answer)."""
+
+        async def compose() -> Email | None:
+            async with self.sessionmaker.begin() as session:
+                user = await AuthRepository(session).user_by_email(email)
+                if user is None:
+                    return None
+                link = await new_link(session, self.settings, user.id, TokenPurpose.RESET_PASSWORD)
+            return reset_email(self.settings, email, link)
+
+        self.outbox.send_composed(compose)
 
     async def reset_password(self, token: str, password: str) -> AuthResponse:
         """Sets the new password, proves the mailbox, ends every login, and logs in anew.
@@ -189,10 +246,6 @@ class AuthService:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    @property
-    def _reset_minutes(self) -> int:
-        return self.settings.password_reset_ttl_seconds // 60
-
     async def _user(self, user_id: uuid.UUID) -> User:
         user = await self.repo.user_by_id(user_id)
         if user is None:  # deleted between the link and its use
@@ -200,27 +253,8 @@ class AuthService:
         return user
 
     async def _send_verification(self, user: User) -> None:
-        link = await self._link(user, TokenPurpose.VERIFY_EMAIL, "/verify-email")
-        hours = self.settings.email_verification_ttl_seconds // 3600
-        self.outbox.send(emails.verification(user.email, link, hours))
-
-    async def _link(self, user: User, purpose: TokenPurpose, path: str) -> str:
-        """A new single-use token for the user, stored as its hash, as a front-end link."""
-        ttl = (
-            self.settings.email_verification_ttl_seconds
-            if purpose is TokenPurpose.VERIFY_EMAIL
-            else self.settings.password_reset_ttl_seconds
-        )
-        secret = new_secret("")
-        await self.repo.add(
-            EmailToken(
-                user_id=user.id,
-                purpose=purpose,
-                token_hash=hash_secret(secret),
-                expires_at=utcnow() + timedelta(seconds=ttl),
-            )
-        )
-        return self.settings.app_link(path, secret)
+        link = await new_link(self.session, self.settings, user.id, TokenPurpose.VERIFY_EMAIL)
+        self.outbox.send(verification_email(self.settings, user.email, link))
 
     async def _mark_verified(self, user: User, now: datetime) -> None:
         await record_verified_address(self.session, self.billing, user.id, now)

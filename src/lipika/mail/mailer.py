@@ -9,6 +9,7 @@ for another link.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 
 import structlog
@@ -24,6 +25,10 @@ from lipika.mail.smtp import SmtpSender
 
 log = structlog.get_logger()
 
+# Builds a message in the mailer's own task (its own database session, say), or decides that
+# there is none to send.
+Compose = Callable[[], Awaitable[Email | None]]
+
 
 class Mailer:
     def __init__(self, sender: EmailSender) -> None:
@@ -32,9 +37,27 @@ class Mailer:
 
     def send(self, email: Email) -> None:
         """Starts delivering `email` and returns at once."""
-        task = asyncio.get_running_loop().create_task(self._deliver(email), name="send-email")
+        self._start(self._deliver(email))
+
+    def send_composed(self, compose: Compose) -> None:
+        """Starts building a message and delivering it, if there is one, and returns at once:
+        for work whose cost depends on a fact that the answer must not reveal (whether an
+        account exists), so that it takes no time in the request."""
+        self._start(self._compose_and_deliver(compose))
+
+    def _start(self, sending: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(sending, name="send-email")
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
+
+    async def _compose_and_deliver(self, compose: Compose) -> None:
+        try:
+            email = await compose()
+        except Exception as exc:  # noqa: BLE001 - as a failed delivery: logged, not retried
+            log.error("email_failed", error=repr(exc))
+            return
+        if email is not None:
+            await self._deliver(email)
 
     async def _deliver(self, email: Email) -> None:
         try:
@@ -66,17 +89,24 @@ class Outbox:
 
     def __init__(self, session: AsyncSession, mailer: Mailer) -> None:
         self._mailer = mailer
-        self._pending: list[Email] = []
+        self._pending: list[Email | Compose] = []
         event.listen(session.sync_session, "after_commit", self._hand_over)
         event.listen(session.sync_session, "after_rollback", self._drop)
 
     def send(self, email: Email) -> None:
         self._pending.append(email)
 
+    def send_composed(self, compose: Compose) -> None:
+        """See `Mailer.send_composed`; handed over at the commit like any message."""
+        self._pending.append(compose)
+
     def _hand_over(self, _: Any) -> None:
         pending, self._pending = self._pending, []
-        for email in pending:
-            self._mailer.send(email)
+        for item in pending:
+            if isinstance(item, Email):
+                self._mailer.send(item)
+            else:
+                self._mailer.send_composed(item)
 
     def _drop(self, _: Any) -> None:
         self._pending.clear()
