@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+import redis.asyncio
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
@@ -39,16 +40,22 @@ async def running(settings: Settings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture(scope="module")
 def tight_settings(settings: Settings) -> Settings:
-    """The suite's settings (same databases and Redis) with tight limits, and a counter prefix
-    of this module's own."""
+    """The suite's settings (same databases and Redis) with tight limits, a counter prefix of
+    this module's own, and small pools (the PostgreSQL is shared with other test runs)."""
     prefix = f"{settings.redis_key_prefix}-tight-{uuid.uuid4().hex[:8]}"
-    return Settings(**{**settings.model_dump(), **TIGHT, "redis_key_prefix": prefix}, _env_file=None)
+    changes = {**TIGHT, "redis_key_prefix": prefix, "db_pool_size": 4, "checkpoint_pool_size": 2}
+    return Settings(**{**settings.model_dump(), **changes}, _env_file=None)
 
 
 @pytest.fixture(scope="module")
 async def tight_app(tight_settings: Settings) -> AsyncIterator[FastAPI]:
     async with running(tight_settings) as app:
         yield app
+    if tight_settings.redis_url:  # the hour and day windows would stay in the shared Redis
+        shared = redis.asyncio.Redis.from_url(tight_settings.redis_url)
+        async for key in shared.scan_iter(match=f"{tight_settings.redis_key_prefix}:*"):
+            await shared.delete(key)
+        await shared.aclose()
 
 
 Caller = Callable[[str], httpx.AsyncClient]
