@@ -65,17 +65,17 @@ class AuthService:
         return await self._open_session(user)
 
     async def login(self, email: str, password: str, limits: AbuseLimits) -> AuthResponse:
-        """Checks the failed-login limits before hashing (a locked account answers 429 even to
-        the right password) and counts a failure against them."""
-        await limits.check_login(email)
+        """Counts the attempt against the failed-login limits before hashing (a locked account
+        answers 429 even to the right password) and gives it back if it succeeds."""
+        await limits.login_attempt(email)
         user = await self.repo.user_by_email(email)
         # End the read before the hash waits its turn: a queue of logins holds no database
         # connection (nor, on SQLite, the write lock that every transaction takes).
         await self.session.commit()
         stored = user.password_hash if user else None  # None still costs a hash
         if not await self.passwords.verify(password, stored) or user is None:
-            await limits.login_failed(email)
             raise Unauthorized("email or password is incorrect", code="invalid_credentials")
+        await limits.login_succeeded(email)
         return await self._open_session(user)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
