@@ -53,6 +53,14 @@ NO_LIMITS = {
     "LIPIKA_LOGIN_FAILURE_LIMITS_PER_ADDRESS": "100000000/minute",
 }
 IDLE_SECONDS = 5
+# The paying client's plan: every model, no daily request limit (the free plan's 200 demo
+# requests a day would end the measurement).
+PLANS = """
+[plans.free]
+label = "Free (login flood benchmark: no daily limits)"
+monthly_credits = 100000
+models = ["*"]
+"""
 
 
 def free_port() -> int:
@@ -111,6 +119,7 @@ class Server:
             **env,
         }
         self.process: subprocess.Popen | None = None
+        self.log = Path(env["LIPIKA_DATA_DIR"]) / "server.log"
 
     def lipika(self, *args: str) -> list[str]:
         return [sys.executable, "-c", "from lipika.cli import main; main()", *args]
@@ -124,7 +133,7 @@ class Server:
             env=self.env,
             cwd=tempfile.gettempdir(),
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=self.log.open("w"),
         )
         async with httpx.AsyncClient(base_url=self.base_url) as http:
             for _ in range(600):
@@ -143,6 +152,11 @@ class Server:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+    def errors_logged(self) -> list[str]:
+        """The log lines of unhandled errors (500s)."""
+        lines = self.log.read_text(errors="replace").splitlines()
+        return [line for line in lines if "unhandled_error" in line]
 
 
 @contextlib.contextmanager
@@ -218,14 +232,19 @@ async def measure(server: Server, label: str, clients: int, seconds: float) -> l
 
 async def run_app(app_dir: Path, label: str, env: dict[str, str], args: argparse.Namespace) -> list[Row]:
     with tempfile.TemporaryDirectory() as data_dir:
-        server = Server(app_dir, {"LIPIKA_DATA_DIR": data_dir, **env})
+        plans = Path(data_dir) / "plans.toml"
+        plans.write_text(PLANS)
+        server = Server(app_dir, {"LIPIKA_DATA_DIR": data_dir, "LIPIKA_PLANS_PATH": str(plans), **env})
         if args.postgres:
             server.migrate()
         await server.start()
         try:
-            return await measure(server, label, args.clients, args.seconds)
+            rows = await measure(server, label, args.clients, args.seconds)
         finally:
             server.stop()
+        if errors := server.errors_logged():
+            print(f"{label}: {len(errors)} unhandled errors (500), the first: {errors[0][:400]}")
+        return rows
 
 
 def has_limits(app_dir: Path) -> bool:
@@ -276,16 +295,20 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
     print("-" * len(header))
     for row in rows:
         sent = sum(row.logins.values())
-        other = sent - row.logins[401] - row.logins[429] - row.logins[503]
+        others = {k: v for k, v in row.logins.items() if k not in (401, 429, 503)}
+        other = sum(others.values())
         logins = f"{sent:>7} {row.logins[401]:>6} {row.logins[429]:>6} {row.logins[503]:>6} {other:>5}" if sent else f"{'-':>7} {'':>6} {'':>6} {'':>6} {'':>5}"
         print(f"{row.app:<34} {row.scenario:<14} {logins}   {_ms(row.me):>23}   {_ms(row.chat):>23}")
+        if others:
+            print(f"{'':<34} {'':<14} other answers (0: no answer): {dict(sorted(others.items()))}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--flood-worker":
         base_url, target, clients, seconds = sys.argv[2:6]
         counts = asyncio.run(flood(base_url, target, int(clients), float(seconds)))
-        print(json.dumps(counts))
+        with contextlib.suppress(BrokenPipeError):
+            print(json.dumps(counts))
         raise SystemExit(0)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--app-dir", action="append", default=[], help="an app checkout (repeatable)")

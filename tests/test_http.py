@@ -156,7 +156,11 @@ async def test_a_500_says_connection_close_and_the_next_request_works(
 ) -> None:
     """The server drops the connection after a 500 (Starlette re-raises the error): over real
     HTTP, a keep-alive client told `Connection: close` opens a new one for its next request."""
-    monkeypatch.setattr(lipika.errors.log, "exception", lambda *args, **kwargs: None)
+    class QuietLog:
+        def exception(self, *args: object, **kwargs: object) -> None:
+            pass
+
+    monkeypatch.setattr(lipika.errors, "log", QuietLog())
     application: FastAPI = create_app(settings)
 
     @application.get("/test-only/boom")

@@ -20,8 +20,10 @@ pytestmark = pytest.mark.postgres
 
 @asynccontextmanager
 async def app_client(settings: Settings, **changes: object) -> AsyncIterator[httpx.AsyncClient]:
-    """A second app on the suite's databases with `changes` to its settings, and a client."""
-    configured = Settings(**{**settings.model_dump(), **changes}, _env_file=None)
+    """A second app on the suite's databases with `changes` to its settings (and small pools:
+    the PostgreSQL is shared with other test runs), and a client."""
+    small = {"db_pool_size": 4, "checkpoint_pool_size": 2}
+    configured = Settings(**{**settings.model_dump(), **small, **changes}, _env_file=None)
     async with LifespanManager(create_app(configured)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://lipika.test") as http:

@@ -131,9 +131,16 @@ OUTAGES: tuple[type[Exception], ...] = (
 
 
 def is_outage(exc: BaseException) -> bool:
-    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, OUTAGES)
+    """Whether the error, or the driver error that SQLAlchemy wrapped (e.g. asyncpg's "too
+    many clients" arrives as a plain DBAPIError), is an outage."""
+    seen: BaseException | None = exc
+    for _ in range(4):  # the wrapper, the adapted driver error, the driver's own
+        if seen is None:
+            return False
+        if isinstance(seen, OUTAGES) or getattr(seen, "connection_invalidated", False):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
 
 
 def error_body(

@@ -80,15 +80,21 @@ class AbuseLimits:
     def _counters(self) -> Limiter:
         return self.limiter.counters
 
-    async def check_login(self, email: str) -> None:
-        """Before the password is hashed: a locked account or address costs no hashing, and
-        stays locked even for the right password until its window has room."""
-        await self._counters.check(self._rules.login_failures_per_account, subject_key(email))
-        await self._counters.check(self._rules.login_failures_per_address, self.address)
+    async def login_attempt(self, email: str) -> None:
+        """Counts a login before its password is hashed: a refused attempt costs no hashing,
+        a locked account refuses even the right password until its window starts again, and
+        concurrent guesses never get past a full window together. The address is counted
+        first, so a spray from a locked address does not count against the accounts it
+        names."""
+        await self._counters.consume(self._rules.login_failures_per_address, self.address)
+        await self._counters.consume(self._rules.login_failures_per_account, subject_key(email))
 
-    async def login_failed(self, email: str) -> None:
-        await self._counters.hit(self._rules.login_failures_per_account, subject_key(email))
-        await self._counters.hit(self._rules.login_failures_per_address, self.address)
+    async def login_succeeded(self, email: str) -> None:
+        """Gives the attempt back: only failures count."""
+        await self._counters.give_back(self._rules.login_failures_per_address, self.address)
+        await self._counters.give_back(
+            self._rules.login_failures_per_account, subject_key(email)
+        )
 
     async def signup(self) -> None:
         await self._counters.consume(self._rules.signups_per_address, self.address)

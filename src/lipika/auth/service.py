@@ -166,18 +166,19 @@ class AuthService:
     # -- login -----------------------------------------------------------------------------
 
     async def login(self, email: str, password: str, limits: AbuseLimits) -> AuthResponse:
-        """Checks the failed-login limits before hashing (a locked account answers 429 even to
-        the right password) and counts a failure against them. An unverified address is
-        refused like a wrong password; with the right one, a fresh link is mailed."""
-        await limits.check_login(email)
+        """Counts the attempt against the failed-login limits before hashing (a locked account
+        answers 429 even to the right password) and gives it back when the password is right.
+        An unverified address is refused like a wrong password; with the right one, a fresh
+        link is mailed."""
+        await limits.login_attempt(email)
         user = await self.repo.user_by_email(email)
         # End the read before the hash waits its turn: a queue of logins holds no database
         # connection (nor, on SQLite, the write lock that every transaction takes).
         await self.session.commit()
         stored = user.password_hash if user else None  # None still costs a hash
         if not await self.passwords.verify(password, stored) or user is None:
-            await limits.login_failed(email)
             raise InvalidCredentials
+        await limits.login_succeeded(email)
         if not user.verified:
             # The owner of the password may have lost the first link: mail a fresh one
             # (within the verification e-mail limits; past them, nothing is sent).

@@ -1,18 +1,23 @@
-"""Abuse limits on shared atomic counters: the `limits` library's moving windows, kept in Redis
-when it is configured (its Lua scripts count atomically, so every replica counts against the
-same windows), or in process memory in the embedded default."""
+"""Abuse limits on shared atomic counters: the `limits` library's fixed windows, kept in Redis
+when it is configured (one atomic INCRBY per window, so every replica counts against the same
+windows), or in process memory in the embedded default.
+
+An attempt is counted before the work it guards (so concurrent attempts can never get past a
+full window together), and may be given back afterwards: a login counts failures only by
+giving back the attempts that succeeded."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import FixedWindowRateLimiter
 
 from lipika.errors import LipikaError
 
@@ -29,14 +34,15 @@ class TooManyAttempts(LipikaError):
 @dataclass(frozen=True, slots=True)
 class Limit:
     """The windows that bound one kind of attempt by one kind of subject, e.g. failed logins
-    per account: `5/minute;20/hour;100/day` (each window must have room)."""
+    per account: `5/minute;20/hour;100/day` (each window must have room; the short ones are
+    counted first, so an attempt a short window refuses leaves the long ones untouched)."""
 
     name: str
     windows: tuple[RateLimitItem, ...]
 
     @classmethod
     def parse(cls, name: str, windows: str) -> Limit:
-        return cls(name, tuple(parse_many(windows)))
+        return cls(name, tuple(sorted(parse_many(windows), key=lambda w: w.get_expiry())))
 
 
 def subject_key(value: str) -> str:
@@ -46,11 +52,11 @@ def subject_key(value: str) -> str:
 
 class Limiter:
     """Counts attempts per (limit, subject) and refuses with 429 `too_many_attempts`, with
-    `Retry-After` set to when the fullest window has room again."""
+    `Retry-After` set to when the full window starts again."""
 
     def __init__(self, storage: Storage, pool: redis.asyncio.ConnectionPool | None = None) -> None:
         self.storage = storage
-        self.windows = MovingWindowRateLimiter(storage)
+        self.windows = FixedWindowRateLimiter(storage)
         self._pool = pool
 
     @classmethod
@@ -70,32 +76,28 @@ class Limiter:
         )
         return cls(storage, pool)
 
-    async def check(self, limit: Limit, subject: str) -> None:
-        """Refuses if any window is full; counts nothing (see `hit`)."""
-        retry_after = await self.retry_after(limit, subject)
-        if retry_after is not None:
-            raise _refusal(limit, retry_after)
-
-    async def hit(self, limit: Limit, subject: str) -> bool:
-        """Counts one attempt in every window with room; False if a window was full. Each
-        window's check-and-count is one atomic step, so concurrent attempts never overfill it."""
-        counted = await asyncio.gather(
-            *(self.windows.hit(w, limit.name, subject) for w in limit.windows)
-        )
-        return all(counted)
-
     async def consume(self, limit: Limit, subject: str) -> None:
-        """Counts one attempt, or refuses if a window is full."""
-        if not await self.hit(limit, subject):
-            raise _refusal(limit, await self.retry_after(limit, subject) or 1)
+        """Counts one attempt in every window, or refuses it (429) if a window is full; a
+        refused attempt counts in no window."""
+        counted: list[RateLimitItem] = []
+        for window in limit.windows:
+            if not await self.windows.hit(window, limit.name, subject):
+                await self._give_back(limit, subject, [*counted, window])
+                stats = await self.windows.get_window_stats(window, limit.name, subject)
+                # Redis reports whole seconds left, rounded to the nearest: one more is never
+                # too early.
+                retry_after = round(stats.reset_time - time.time()) + 1
+                raise TooManyAttempts(
+                    "too many attempts; try again later", retry_after=retry_after, limit=limit.name
+                )
+            counted.append(window)
 
-    async def retry_after(self, limit: Limit, subject: str) -> float | None:
-        """Seconds until every full window has room again, or None if none is full."""
-        stats = await asyncio.gather(
-            *(self.windows.get_window_stats(w, limit.name, subject) for w in limit.windows)
-        )
-        full = [s.reset_time for s in stats if s.remaining <= 0]
-        return max(full) - time.time() if full else None
+    async def give_back(self, limit: Limit, subject: str) -> None:
+        """Uncounts an attempt that `consume` counted (e.g. a login that succeeded)."""
+        await self._give_back(limit, subject, limit.windows)
+
+    async def _give_back(self, limit: Limit, subject: str, windows: Sequence[RateLimitItem]) -> None:
+        await asyncio.gather(*(self.windows.hit(w, limit.name, subject, cost=-1) for w in windows))
 
     async def aclose(self) -> None:
         """Closes the Redis connections, or stops the in-memory store's expiry task."""
@@ -104,8 +106,3 @@ class Limiter:
         elif isinstance(self.storage, MemoryStorage) and self.storage.timer is not None:
             self.storage.timer.cancel()
 
-
-def _refusal(limit: Limit, retry_after: float) -> TooManyAttempts:
-    return TooManyAttempts(
-        "too many attempts; try again later", retry_after=retry_after, limit=limit.name
-    )
