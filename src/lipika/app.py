@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        settings.prepare_local_storage()
         settings.signing_key  # noqa: B018  (create or read the embedded secret before serving)
         if settings.embedded:
             await asyncio.to_thread(migrate.upgrade, settings.app_db_url)

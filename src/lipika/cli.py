@@ -11,6 +11,7 @@ import typer
 import uvicorn
 
 from lipika import migrate as migrations
+from lipika import preflight
 from lipika.config import Settings
 from lipika.errors import LipikaError
 from lipika.kit.money import format_credits, to_micro
@@ -46,6 +47,8 @@ def serve(
     from lipika.app import create_app
 
     settings = _settings()
+    preflight.check_catalogues(settings)
+    asyncio.run(preflight.check_stores(settings, checkpoint=True, redis=True))
     uvicorn.run(
         create_app(settings), host=host, port=port, workers=1, log_config=None, access_log=False
     )
@@ -55,6 +58,7 @@ def serve(
 def migrate(revision: str = typer.Argument("head", help="Target revision.")) -> None:
     """Apply database migrations to the app database (production runs this as its own step)."""
     settings = _settings()
+    asyncio.run(preflight.check_stores(settings))
     migrations.upgrade(settings.app_db_url, revision)
     typer.echo(f"app database migrated to {revision}")
 
@@ -138,7 +142,9 @@ def checkpoints_prune(
     """Keep each thread's latest checkpoints; delete those of threads that no longer exist."""
     from lipika.threads.commands import prune_checkpoints
 
-    outcome = asyncio.run(prune_checkpoints(_settings(), keep))
+    settings = _settings()
+    asyncio.run(preflight.check_stores(settings, checkpoint=True))
+    outcome = asyncio.run(prune_checkpoints(settings, keep))
     typer.echo(
         f"threads: {outcome.threads}, checkpoints deleted: {outcome.checkpoints_deleted}, "
         f"deleted threads cleared: {outcome.orphans_deleted}"
@@ -167,8 +173,11 @@ def _post(
 def _run(action: Callable[[Any], Awaitable[T]]) -> T:
     from lipika.billing.commands import Operator
 
+    settings = _settings()
+
     async def main() -> T:
-        async with Operator.connect(_settings()) as operator:
+        await preflight.check_stores(settings)
+        async with Operator.connect(settings) as operator:
             return await action(operator)
 
     try:
@@ -178,8 +187,10 @@ def _run(action: Callable[[Any], Awaitable[T]]) -> T:
 
 
 def _settings() -> Settings:
+    """The settings, with the folders of the embedded storage in place."""
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
+    settings.prepare_local_storage()
     return settings
 
 
@@ -200,5 +211,13 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def main() -> None:
-    cli()
+def main(args: list[str] | None = None) -> None:
+    """The console script: a failure fixed by a setting is one line on stderr and exit code 2."""
+    try:
+        cli(args)
+    except Exception as exc:
+        line = preflight.explain(exc)
+        if line is None:
+            raise
+        typer.echo(f"error: {line}", err=True)
+        raise SystemExit(2) from None
