@@ -31,6 +31,9 @@ from lipika.kit.middleware import (
     GZipExceptStreams,
     RequestContextMiddleware,
 )
+from lipika.ops.endpoints import router as ops_router
+from lipika.ops.metrics import MeterEvents, Metrics, serve_metrics
+from lipika.ops.providers import observe_providers
 from lipika.providers.registry import build_registry
 from lipika.redis import create_redis
 from lipika.threads.endpoints import router as threads_router
@@ -51,18 +54,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.signing_key  # noqa: B018  (create or read the embedded secret before serving)
         if settings.embedded:
             await asyncio.to_thread(migrate.upgrade, settings.app_db_url)
+        metrics = Metrics()
         engine = create_engine(settings)
         sessionmaker = create_sessionmaker(engine)
         redis = create_redis(settings)
         checkpoint_db = await CheckpointDB.open(settings)
-        meter = build_meter(settings, engine)
-        providers = build_registry(settings)
+        metrics.watch_pools(engine, checkpoint_db.conn)
+        meter = build_meter(settings, engine, MeterEvents(metrics))
+        providers = observe_providers(build_registry(settings), metrics)
         agent = await Agent.open(settings, meter, checkpoint_db, providers.providers)
         reconciler = Reconciler(meter, sessionmaker)
         loop = asyncio.create_task(
-            reconcile_forever(reconciler, redis, settings.reconcile_interval_seconds),
+            reconcile_forever(
+                reconciler, redis, settings.reconcile_interval_seconds, metrics.reconciled
+            ),
             name="reconcile",
         )
+        metrics_server = serve_metrics(metrics, settings.metrics_port)
         # Everything built so far lives as long as the process: keep it out of the collector's
         # full passes, which otherwise scan every imported SDK model on each run.
         gc.collect()
@@ -74,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield {
                 "settings": settings,
+                "metrics": metrics,
                 "engine": engine,
                 "sessionmaker": sessionmaker,
                 "redis": redis,
@@ -84,6 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "reconciler": reconciler,
             }
         finally:
+            if metrics_server is not None:
+                metrics_server.shutdown()
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
@@ -98,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     routers = (
         health_router,
+        ops_router,
         auth_router,
         workspaces_router,
         api_keys_router,
