@@ -31,6 +31,7 @@ from lipika.kit.middleware import (
     GZipExceptStreams,
     RequestContextMiddleware,
 )
+from lipika.ops.alarms import InvariantCheck, check_forever
 from lipika.ops.endpoints import router as ops_router
 from lipika.ops.metrics import MeterEvents, Metrics, serve_metrics
 from lipika.ops.providers import observe_providers
@@ -70,6 +71,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
             name="reconcile",
         )
+        alarms = asyncio.create_task(
+            check_forever(
+                InvariantCheck.for_settings(settings, engine, metrics),
+                redis,
+                settings.invariant_check_interval_seconds,
+            ),
+            name="invariants",
+        )
         metrics_server = serve_metrics(metrics, settings.metrics_port)
         # Everything built so far lives as long as the process: keep it out of the collector's
         # full passes, which otherwise scan every imported SDK model on each run.
@@ -95,9 +104,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if metrics_server is not None:
                 metrics_server.shutdown()
-            loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
+            for task in (loop, alarms):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await agent.aclose()
             await meter.aclose()
             await providers.aclose()
