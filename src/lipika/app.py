@@ -35,6 +35,7 @@ from lipika.ops.alarms import InvariantCheck, check_forever
 from lipika.ops.endpoints import router as ops_router
 from lipika.ops.metrics import MeterEvents, Metrics, serve_metrics
 from lipika.ops.providers import observe_providers
+from lipika.ops.tracing import Tracing
 from lipika.providers.registry import build_registry
 from lipika.redis import create_redis
 from lipika.threads.endpoints import router as threads_router
@@ -46,8 +47,9 @@ log = structlog.get_logger()
 STREAM_PATHS = re.compile(r"^/v1/(chat/completions|threads/[^/]+/messages)$")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, tracing: Tracing | None = None) -> FastAPI:
     settings = settings or Settings()
+    tracing = tracing or Tracing.from_environment()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -57,12 +59,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.to_thread(migrate.upgrade, settings.app_db_url)
         metrics = Metrics()
         engine = create_engine(settings)
+        tracing.instrument_stores(engine)
         sessionmaker = create_sessionmaker(engine)
         redis = create_redis(settings)
         checkpoint_db = await CheckpointDB.open(settings)
         metrics.watch_pools(engine, checkpoint_db.conn)
         meter = build_meter(settings, engine, MeterEvents(metrics))
-        providers = observe_providers(build_registry(settings), metrics)
+        providers = observe_providers(build_registry(settings), metrics, tracing.tracer)
         agent = await Agent.open(settings, meter, checkpoint_db, providers.providers)
         reconciler = Reconciler(meter, sessionmaker)
         loop = asyncio.create_task(
@@ -114,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await checkpoint_db.close()
             await redis.aclose()
             await engine.dispose()
+            tracing.shutdown()
 
     app = FastAPI(title="Lipika", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
@@ -132,4 +136,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(GZipExceptStreams, streams=STREAM_PATHS)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware)
+    tracing.instrument_app(app)
     return app
