@@ -3,6 +3,7 @@ and commands that exist, and hold the pod to what a real cluster needs."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -175,3 +176,18 @@ def test_the_compose_stack_runs_the_production_settings() -> None:
     settings = settings_from({**env, "LIPIKA_SECRET_KEY": "k" * 48})
     assert settings.env == "production" and not settings.embedded
     assert services["app"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_the_dashboard_shows_only_metrics_the_app_exports_and_every_family() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "lipika.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {
+        re.sub(r"_(bucket|count|sum)$", "", name)
+        for expr in exprs
+        for name in re.findall(r"\blipika_[a-z_]+", expr)
+    }
+    exported = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in Metrics().registry.collect()
+    } | {"lipika_db_pool_connections_in_use", "lipika_db_pool_connections_max"}
+    assert used == exported

@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         finally:
             if metrics_server is not None:
                 metrics_server.shutdown()
+                metrics_server.server_close()
             for task in (loop, alarms):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -122,3 +122,25 @@ async def test_pools_are_reported_and_labels_stay_bounded(
     assert "/v1/threads/{thread_id}" in routes
     ids = {account.user_id, account.personal_workspace_id}
     assert not any(i in value for _, labels in samples for _, value in labels for i in ids)
+
+
+async def test_a_metrics_port_of_their_own_takes_them_off_the_api(settings) -> None:
+    import socket
+
+    from asgi_lifespan import LifespanManager
+
+    from lipika.app import create_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    own_port = settings.model_copy(update={"metrics_port": port})
+    async with LifespanManager(create_app(own_port)) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://lipika.test") as api:
+            assert (await api.get("/metrics")).status_code == 404
+            await api.get("/healthz")
+        async with httpx.AsyncClient() as scraper:
+            scraped = await scraper.get(f"http://127.0.0.1:{port}/metrics")
+    assert scraped.status_code == 200
+    assert 'lipika_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in scraped.text
