@@ -106,7 +106,11 @@ class Settings(BaseSettings):
     def prepare_local_storage(self) -> None:
         """Creates the folders of the SQLite files and of the generated secret, so a first start
         or operator command never fails on a missing folder (a read-only one: one clear line)."""
-        folders = {Path(p).parent for p in (sqlite_path(self.app_db_url), sqlite_path(self.checkpoint_db)) if p}
+        folders = {
+            Path(p).parent
+            for p in (sqlite_path(self.app_db_url), sqlite_path(self.checkpoint_db))
+            if p
+        }
         if self.secret_key is None:
             folders.add(self.data_dir)
         for folder in sorted(folders):

@@ -127,14 +127,24 @@ class Meter:
         return self.engine.dialect.name == "postgresql"
 
     async def admit(
-        self, workspace_id: uuid.UUID, user_id: uuid.UUID | None, *, operation: str, **admission: Any
+        self,
+        workspace_id: uuid.UUID,
+        user_id: uuid.UUID | None,
+        *,
+        operation: str,
+        price: str,
+        max_usage: Mapping[str, int],
+        idempotency_key: str | None = None,
+        ttl: timedelta | None = None,
     ) -> Ticket:
         """Checks plan and limits, then holds the most the operation can cost, atomically.
 
         Raises a billing error (and holds nothing) when any check refuses.
         """
         try:
-            ticket = await self._admit(workspace_id, user_id, operation=operation, **admission)
+            ticket = await self._admit(
+                workspace_id, user_id, operation, price, max_usage, idempotency_key, ttl
+            )
         except LipikaError as exc:
             self.observer.admitted(operation, exc.code)
             raise
@@ -145,12 +155,11 @@ class Meter:
         self,
         workspace_id: uuid.UUID,
         user_id: uuid.UUID | None,
-        *,
         operation: str,
         price: str,
         max_usage: Mapping[str, int],
-        idempotency_key: str | None = None,
-        ttl: timedelta | None = None,
+        idempotency_key: str | None,
+        ttl: timedelta | None,
     ) -> Ticket:
         priced = self.price_book.get(price)
         if priced is None:
@@ -386,7 +395,9 @@ class Meter:
         self.observer.settled(settlement, outcome)
         return settlement
 
-    async def _release(self, hold_id: uuid.UUID, outcome: Outcome, status: HoldStatus) -> Settlement:
+    async def _release(
+        self, hold_id: uuid.UUID, outcome: Outcome, status: HoldStatus
+    ) -> Settlement:
         now = utcnow()
         if self._on_postgres:
             return await self._settle_on_postgres(["release", hold_id, status.value, outcome.value])

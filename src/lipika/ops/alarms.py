@@ -52,7 +52,9 @@ class InvariantCheck:
     overdue_grace: timedelta
 
     @classmethod
-    def for_settings(cls, settings: Settings, engine: AsyncEngine, metrics: Metrics) -> InvariantCheck:
+    def for_settings(
+        cls, settings: Settings, engine: AsyncEngine, metrics: Metrics
+    ) -> InvariantCheck:
         """A hold counts as overdue once reconciliation has had three passes (or five minutes)
         to release it."""
         grace = max(300.0, 3 * settings.reconcile_interval_seconds)
@@ -85,7 +87,9 @@ class InvariantCheck:
             ],
             "charged_nothing": [_hold(r, model=r.model) for r in free],
             "overdue_holds": [_hold(r, expires_at=r.expires_at.isoformat()) for r in overdue],
-            "metered_below_usage": [_hold(r, model=r.model, overage=str(r.overage)) for r in capped],
+            "metered_below_usage": [
+                _hold(r, model=r.model, overage=str(r.overage)) for r in capped
+            ],
         }
         self.metrics.open_holds.set(open_holds.count)
         age = (now - open_holds.oldest).total_seconds() if open_holds.oldest else 0
