@@ -8,18 +8,23 @@ through the context, so a stream's charges reach its line too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 _record: ContextVar[dict[str, Any] | None] = ContextVar("lipika_access_record", default=None)
 
 
-def open_record() -> dict[str, Any]:
-    """A fresh record for the request about to run (the middleware calls this)."""
+@contextmanager
+def recording() -> Iterator[dict[str, Any]]:
+    """A fresh record for the request about to run (the middleware wraps each request)."""
     record: dict[str, Any] = {}
-    _record.set(record)
-    return record
+    token = _record.set(record)
+    try:
+        yield record
+    finally:
+        _record.reset(token)
 
 
 def note(**fields: Any) -> None:

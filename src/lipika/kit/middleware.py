@@ -35,7 +35,6 @@ class RequestContextMiddleware:
         request_id = _request_id(scope)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        record = access.open_record()
         metrics = scope.get("state", {}).get("metrics")
         started = time.perf_counter()
         status = 500
@@ -57,23 +56,24 @@ class RequestContextMiddleware:
                     metrics.open_streams.labels(stream_kind).inc()
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            seconds = time.perf_counter() - started
-            method = scope.get("method", "WS")
-            if stream_kind is not None:
-                metrics.open_streams.labels(stream_kind).dec()
-            if metrics is not None:
-                metrics.request_done(method, _route_template(scope), status, seconds)
-            log.info(
-                "request",
-                method=method,
-                path=scope["path"],
-                status=status,
-                duration_ms=round(seconds * 1000, 2),
-                **record,
-            )
+        with access.recording() as record:
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                seconds = time.perf_counter() - started
+                method = scope.get("method", "WS")
+                if stream_kind is not None:
+                    metrics.open_streams.labels(stream_kind).dec()
+                if metrics is not None:
+                    metrics.request_done(method, _route_template(scope), status, seconds)
+                log.info(
+                    "request",
+                    method=method,
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round(seconds * 1000, 2),
+                    **record,
+                )
 
 
 def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
