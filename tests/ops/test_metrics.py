@@ -144,3 +144,37 @@ async def test_a_metrics_port_of_their_own_takes_them_off_the_api(settings) -> N
             scraped = await scraper.get(f"http://127.0.0.1:{port}/metrics")
     assert scraped.status_code == 200
     assert 'lipika_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in scraped.text
+
+
+async def test_a_provider_failure_is_counted_by_provider_and_kind(
+    provider_client: httpx.AsyncClient, signup, fake_providers
+) -> None:
+    account = await signup()
+    fake_providers["openai"].reset()
+    before = await scrape(provider_client)
+
+    failed = await provider_client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "gpt-5-mini",
+            "messages": [{"role": "user", "content": "Hi [[fail=overloaded]]"}],
+            "stream": True,
+        },
+        headers=account.headers,
+    )
+    after = await scrape(provider_client)
+
+    assert (failed.status_code, failed.json()["error"]["code"]) == (503, "provider_overloaded")
+    errors = "lipika_provider_errors_total"
+    assert moved(before, after, errors, provider="openai", kind="provider_overloaded") == 1
+    released = moved(
+        before,
+        after,
+        "lipika_settlements_total",
+        status="released",
+        outcome="provider_error_before_output",
+    )
+    assert released == 1
+    charged = "lipika_credits_charged_microcredits_total"
+    openai_credits = [key for key in after if key[0] == charged and ("provider", "openai") in key[1]]
+    assert all(after[key] == before.get(key, 0) for key in openai_credits)
