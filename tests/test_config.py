@@ -12,10 +12,52 @@ from lipika.config import Settings
 from tests.test_deploy import DEPLOY
 
 
+PRODUCTION_STORES = {
+    "database_url": "postgresql://u@db/app",
+    "checkpoint_database_url": "postgresql://u@db/checkpoints",
+    "redis_url": "redis://redis:6379/0",
+}
+
+
 def test_production_refuses_to_start_without_a_secret() -> None:
     with pytest.raises(ValidationError, match="LIPIKA_SECRET_KEY"):
-        Settings(env="production", _env_file=None)
-    assert Settings(env="production", secret_key="s" * 40, _env_file=None).signing_key == "s" * 40
+        Settings(env="production", **PRODUCTION_STORES, _env_file=None)
+    production = Settings(env="production", secret_key="s" * 40, **PRODUCTION_STORES, _env_file=None)
+    assert production.signing_key == "s" * 40
+
+
+@pytest.mark.parametrize("secret", ["change-me-to-64-random-characters" + "x" * 40, "short-secret"])
+def test_production_refuses_a_placeholder_or_short_secret(secret: str) -> None:
+    with pytest.raises(ValidationError, match="LIPIKA_SECRET_KEY is the example's placeholder"):
+        Settings(env="production", secret_key=secret, **PRODUCTION_STORES, _env_file=None)
+
+
+@pytest.mark.parametrize("unset", sorted(PRODUCTION_STORES))
+def test_production_refuses_embedded_storage(unset: str) -> None:
+    stores = {**PRODUCTION_STORES, unset: None}
+    with pytest.raises(ValidationError, match=f"needs LIPIKA_{unset.upper()} ") as refused:
+        Settings(env="production", secret_key="s" * 40, **stores, _env_file=None)
+    assert "LIPIKA_ALLOW_EMBEDDED_IN_PRODUCTION" in str(refused.value)
+    assert Settings(
+        env="production", secret_key="s" * 40, allow_embedded_in_production=True, **stores, _env_file=None
+    ).env == "production"
+
+
+def test_production_refuses_a_sqlite_database() -> None:
+    stores = {**PRODUCTION_STORES, "database_url": "sqlite:////var/lib/app.db"}
+    with pytest.raises(ValidationError, match="needs LIPIKA_DATABASE_URL "):
+        Settings(env="production", secret_key="s" * 40, **stores, _env_file=None)
+
+
+def test_local_storage_folders_are_created(tmp_path) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        secret_key="s" * 40,
+        checkpoint_database_url=f"sqlite:///{tmp_path / 'elsewhere' / 'ckpt.db'}",
+        _env_file=None,
+    )
+    settings.prepare_local_storage()
+    assert (tmp_path / "data").is_dir() and (tmp_path / "elsewhere").is_dir()
 
 
 def test_operator_emails_refuse_to_start_naming_the_command(monkeypatch: pytest.MonkeyPatch) -> None:

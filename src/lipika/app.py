@@ -36,6 +36,11 @@ from lipika.kit.middleware import (
 )
 from lipika.mail.mailer import build_mailer
 from lipika.openapi import install_openapi, operation_id
+from lipika.ops.alarms import InvariantCheck, check_forever
+from lipika.ops.endpoints import router as ops_router
+from lipika.ops.metrics import MeterEvents, Metrics, serve_metrics
+from lipika.ops.providers import observe_providers
+from lipika.ops.tracing import Tracing
 from lipika.providers.registry import build_registry
 from lipika.redis import create_redis
 from lipika.threads.endpoints import router as threads_router
@@ -70,29 +75,45 @@ CORS_RESPONSE_HEADERS = [
 STREAM_PATHS = re.compile(r"^/v1/(chat/completions|threads/[^/]+/messages)$")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, tracing: Tracing | None = None) -> FastAPI:
     settings = settings or Settings()
+    tracing = tracing or Tracing.from_environment()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        settings.prepare_local_storage()
         settings.signing_key  # noqa: B018  (create or read the embedded secret before serving)
         if settings.embedded:
             await asyncio.to_thread(migrate.upgrade, settings.app_db_url)
+        metrics = Metrics()
         engine = create_engine(settings)
+        tracing.instrument_stores(engine)
         sessionmaker = create_sessionmaker(engine)
         redis = create_redis(settings)
         limiter = AbuseLimiter.open(settings)
         passwords = PasswordHashing(settings.password_hash_queue)
         checkpoint_db = await CheckpointDB.open(settings)
-        meter = build_meter(settings, engine)
-        providers = build_registry(settings)
+        metrics.watch_pools(engine, checkpoint_db.conn)
+        meter = build_meter(settings, engine, MeterEvents(metrics))
+        providers = observe_providers(build_registry(settings), metrics, tracing.tracer)
         agent = await Agent.open(settings, meter, checkpoint_db, providers.providers)
         reconciler = Reconciler(meter, sessionmaker)
         mailer = build_mailer(settings)
         loop = asyncio.create_task(
-            reconcile_forever(reconciler, redis, settings.reconcile_interval_seconds),
+            reconcile_forever(
+                reconciler, redis, settings.reconcile_interval_seconds, metrics.reconciled
+            ),
             name="reconcile",
         )
+        alarms = asyncio.create_task(
+            check_forever(
+                InvariantCheck.for_settings(settings, engine, metrics),
+                redis,
+                settings.invariant_check_interval_seconds,
+            ),
+            name="invariants",
+        )
+        metrics_server = serve_metrics(metrics, settings.metrics_port)
         # Everything built so far lives as long as the process: keep it out of the collector's
         # full passes, which otherwise scan every imported SDK model on each run.
         gc.collect()
@@ -104,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield {
                 "settings": settings,
+                "metrics": metrics,
                 "engine": engine,
                 "sessionmaker": sessionmaker,
                 "redis": redis,
@@ -117,9 +139,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "mailer": mailer,
             }
         finally:
-            loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
+            for task in (loop, alarms):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await mailer.aclose()
             await agent.aclose()
             await meter.aclose()
@@ -129,6 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             passwords.close()
             await redis.aclose()
             await engine.dispose()
+            tracing.shutdown()
 
     app = FastAPI(
         title="Lipika",
@@ -141,6 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     routers = (
         health_router,
+        ops_router,
         auth_router,
         workspaces_router,
         api_keys_router,
@@ -164,4 +192,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(RequestContextMiddleware)
+    tracing.instrument_app(app)
     return app

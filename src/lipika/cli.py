@@ -8,9 +8,9 @@ from typing import Any, TypeVar
 
 import typer
 import uvicorn
-from pydantic import ValidationError
 
 from lipika import migrate as migrations
+from lipika import preflight
 from lipika.config import Settings
 from lipika.errors import LipikaError
 from lipika.kit.money import format_credits, to_micro
@@ -58,6 +58,8 @@ def serve(
     from lipika.app import create_app
 
     settings = _settings()
+    preflight.check_catalogues(settings)
+    asyncio.run(preflight.check_stores(settings, checkpoint=True, redis=True))
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -74,6 +76,7 @@ def serve(
 def migrate(revision: str = typer.Argument("head", help="Target revision.")) -> None:
     """Apply database migrations to the app database (production runs this as its own step)."""
     settings = _settings()
+    asyncio.run(preflight.check_stores(settings))
     migrations.upgrade(settings.app_db_url, revision)
     typer.echo(f"app database migrated to {revision}")
 
@@ -157,7 +160,9 @@ def checkpoints_prune(
     """Keep each thread's latest checkpoints; delete those of threads that no longer exist."""
     from lipika.threads.commands import prune_checkpoints
 
-    outcome = asyncio.run(prune_checkpoints(_settings(), keep))
+    settings = _settings()
+    asyncio.run(preflight.check_stores(settings, checkpoint=True))
+    outcome = asyncio.run(prune_checkpoints(settings, keep))
     typer.echo(
         f"threads: {outcome.threads}, checkpoints deleted: {outcome.checkpoints_deleted}, "
         f"deleted threads cleared: {outcome.orphans_deleted}"
@@ -218,8 +223,11 @@ def _post(
 def _run(action: Callable[[Any], Awaitable[T]]) -> T:
     from lipika.billing.commands import Operator
 
+    settings = _settings()
+
     async def main() -> T:
-        async with Operator.connect(_settings()) as operator:
+        await preflight.check_stores(settings)
+        async with Operator.connect(settings) as operator:
             return await action(operator)
 
     try:
@@ -242,21 +250,11 @@ def _run_identity(action: Callable[[Any], Awaitable[T]]) -> T:
 
 
 def _settings() -> Settings:
-    """The settings, or one line per broken one (no traceback) and exit status 2."""
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        _fail("; ".join(_setting_problem(error) for error in exc.errors()))
+    """The settings, with the folders of the embedded storage in place."""
+    settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
+    settings.prepare_local_storage()
     return settings
-
-
-def _setting_problem(error: Any) -> str:
-    message = str(error["msg"]).removeprefix("Value error, ")
-    field = ".".join(str(part) for part in error.get("loc", ()))
-    if not field or message.startswith("LIPIKA_"):
-        return message
-    return f"LIPIKA_{field.upper()}: {message}"
 
 
 def _amount(amount: str) -> int:
@@ -277,5 +275,13 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def main() -> None:
-    cli()
+def main(args: list[str] | None = None) -> None:
+    """The console script: a failure fixed by a setting is one line on stderr and exit code 2."""
+    try:
+        cli(args)
+    except Exception as exc:
+        line = preflight.explain(exc)
+        if line is None:
+            raise
+        typer.echo(f"error: {line}", err=True)
+        raise SystemExit(2) from None

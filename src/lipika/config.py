@@ -12,7 +12,17 @@ from limits import parse_many
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lipika.kit.urls import to_async_sqlalchemy_url, to_checkpoint_conninfo
+from lipika.kit.urls import sqlite_path, to_async_sqlalchemy_url, to_checkpoint_conninfo
+
+# The placeholder of deploy/k8s/secret.example.yaml, and anything shorter than this, is refused
+# as a production signing secret.
+EXAMPLE_SECRET_PREFIX = "change-me"
+MIN_PRODUCTION_SECRET_CHARS = 32
+
+
+class ConfigurationError(Exception):
+    """A setting that cannot work as given: one line that names the setting to fix."""
+
 
 # Development default for CORS: a front end served from any local port.
 LOCAL_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
@@ -91,6 +101,10 @@ class Settings(BaseSettings):
     smtp_starttls: bool | None = None  # upgrade after connecting (587); default: on unless TLS
     smtp_timeout_seconds: float = Field(30, gt=0)
 
+    allow_embedded_in_production: bool = False
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    invariant_check_interval_seconds: float = Field(60, gt=0)
+
     @field_validator(
         "login_failure_limits_per_account",
         "login_failure_limits_per_address",
@@ -147,6 +161,57 @@ class Settings(BaseSettings):
                 "LIPIKA_SMTP_STARTTLS (upgrade after connecting, usually 587) exclude each other"
             )
         return self
+
+    @model_validator(mode="after")
+    def _production_runs_on_shared_storage(self) -> Settings:
+        """Production on SQLite and the in-process Redis stand-in would look healthy while each
+        pod kept its own ledger; refuse it unless an operator says so explicitly."""
+        if self.env != "production":
+            return self
+        secret = self.secret_key.get_secret_value() if self.secret_key else ""
+        if secret.startswith(EXAMPLE_SECRET_PREFIX) or len(secret) < MIN_PRODUCTION_SECRET_CHARS:
+            raise ValueError(
+                "LIPIKA_SECRET_KEY is the example's placeholder or shorter than "
+                f"{MIN_PRODUCTION_SECRET_CHARS} characters; generate one "
+                "(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        if self.allow_embedded_in_production:
+            return self
+        embedded = [
+            name
+            for name, value in (
+                ("LIPIKA_DATABASE_URL", self.database_url),
+                ("LIPIKA_CHECKPOINT_DATABASE_URL", self.checkpoint_database_url),
+            )
+            if not value or value.startswith("sqlite")
+        ]
+        if not self.redis_url:
+            embedded.append("LIPIKA_REDIS_URL")
+        if embedded:
+            raise ValueError(
+                f"LIPIKA_ENV=production needs {', '.join(embedded)} (PostgreSQL and Redis); "
+                "set LIPIKA_ALLOW_EMBEDDED_IN_PRODUCTION=true to run embedded on purpose"
+            )
+        return self
+
+    def prepare_local_storage(self) -> None:
+        """Creates the folders of the SQLite files and of the generated secret, so a first start
+        or operator command never fails on a missing folder (a read-only one: one clear line)."""
+        folders = {
+            Path(p).parent
+            for p in (sqlite_path(self.app_db_url), sqlite_path(self.checkpoint_db))
+            if p
+        }
+        if self.secret_key is None:
+            folders.add(self.data_dir)
+        for folder in sorted(folders):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"cannot create {folder} for the embedded storage (LIPIKA_DATA_DIR, "
+                    f"LIPIKA_DATABASE_URL, LIPIKA_CHECKPOINT_DATABASE_URL): {exc.strerror or exc}"
+                ) from None
 
     @property
     def app_db_url(self) -> str:

@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line, carrying the request id bound by the middleware."""
+"""Structured logs: one JSON object per line, carrying the request id bound by the middleware
+and, when tracing is on, the trace and span ids."""
 
 from __future__ import annotations
 
@@ -6,6 +7,18 @@ import logging
 import sys
 
 import structlog
+from opentelemetry import trace
+
+
+def add_trace_ids(
+    _: object, __: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """The current trace's ids, when tracing is on (ops/tracing.py) and a span is current."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event["trace_id"] = format(context.trace_id, "032x")
+        event["span_id"] = format(context.span_id, "016x")
+    return event
 
 
 def configure_logging(level: str = "INFO", json: bool = True) -> None:
@@ -14,6 +27,7 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_ids,
     ]
     renderer = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)

@@ -38,6 +38,9 @@ PUBLIC_PATHS = {
     "/v1/auth/password-reset/confirm",
     # Deliberately public: the published charge policy (its docstring says so).
     "/v1/billing/charge-policy",
+    # Deliberately public, for the scraper: per-process counters with bounded labels and no
+    # ids (tests/ops/test_metrics.py); production serves them on a port of their own.
+    "/metrics",
 }
 # Routes known today: the enumeration must find at least these, or it is broken.
 KNOWN_WORKSPACE_ROUTES = {

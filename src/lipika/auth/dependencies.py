@@ -20,6 +20,7 @@ from lipika.auth.security import (
 from lipika.config import Settings
 from lipika.db import SessionDep, utcnow
 from lipika.errors import Forbidden, NotFound, Unauthorized
+from lipika.kit import access
 from lipika.workspaces.models import Role, WorkspaceKind
 
 API_KEY_PREFIX = "lpk_"
@@ -81,6 +82,11 @@ async def _authenticate(
     time), so no database connection stays checked out while the endpoint does slow work."""
     principal = await _resolve(session, settings, authorization, workspace_id)
     await session.commit()
+    access.note(
+        workspace_id=str(principal.workspace_id),
+        user_id=str(principal.user_id),
+        api_key_id=str(principal.api_key_id) if principal.api_key_id else None,
+    )
     return principal
 
 

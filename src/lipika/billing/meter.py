@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,11 +38,11 @@ from lipika.billing.models import EntryKind, Hold, HoldStatus
 from lipika.billing.plans import DEFAULT_PLAN, Plan, PlanCatalogue
 from lipika.billing.policy import Charge, Outcome, charge_for
 from lipika.billing.postgres import PostgresLedger
-from lipika.billing.pricebook import PriceBook, cost_of
+from lipika.billing.pricebook import Price, PriceBook, cost_of
 from lipika.billing.repository import LedgerRepository
 from lipika.config import Settings
 from lipika.db import utcnow
-from lipika.errors import Conflict
+from lipika.errors import Conflict, LipikaError
 
 DEFAULT_HOLD_TTL = timedelta(minutes=15)
 
@@ -57,6 +57,7 @@ class Ticket:
     rates: Mapping[str, int]
     price_version: str
     expires_at: datetime
+    price: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,37 @@ class Settlement:
     already_settled: bool = False
 
 
+class MeterObserver(Protocol):
+    """Told of every admission and settlement (metrics and the access log listen here)."""
+
+    def admitted(self, operation: str, result: str) -> None:
+        """`result` is `admitted` or the refusal's error code."""
+
+    def settled(self, settlement: Settlement, outcome: Outcome) -> None: ...
+
+    def charged(
+        self,
+        price: Price | None,
+        outcome: Outcome,
+        settlement: Settlement,
+        *,
+        usage: Mapping[str, int] | None,
+        usage_so_far: Mapping[str, int] | None,
+    ) -> None:
+        """A settled operation with its price: what the user was charged for it."""
+
+
+class _Unobserved:
+    def admitted(self, operation: str, result: str) -> None:
+        pass
+
+    def settled(self, settlement: Settlement, outcome: Outcome) -> None:
+        pass
+
+    def charged(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
 @dataclass
 class Meter:
     engine: AsyncEngine
@@ -77,6 +109,7 @@ class Meter:
     # Batches of each kind (admissions, settlements) in flight at once; more only queue on the
     # hot wallet's lock, fewer batches are larger and cheaper per operation.
     batches_in_flight: int = 1
+    observer: MeterObserver = field(default_factory=_Unobserved)
     _rules: dict[str, dict[str, list[Any]]] = field(default_factory=dict, init=False, repr=False)
     _postgres: PostgresLedger = field(init=False, repr=False)
     _background: set[asyncio.Task[Any]] = field(default_factory=set, init=False, repr=False)
@@ -109,6 +142,26 @@ class Meter:
 
         Raises a billing error (and holds nothing) when any check refuses.
         """
+        try:
+            ticket = await self._admit(
+                workspace_id, user_id, operation, price, max_usage, idempotency_key, ttl
+            )
+        except LipikaError as exc:
+            self.observer.admitted(operation, exc.code)
+            raise
+        self.observer.admitted(operation, "admitted")
+        return ticket
+
+    async def _admit(
+        self,
+        workspace_id: uuid.UUID,
+        user_id: uuid.UUID | None,
+        operation: str,
+        price: str,
+        max_usage: Mapping[str, int],
+        idempotency_key: str | None,
+        ttl: timedelta | None,
+    ) -> Ticket:
         priced = self.price_book.get(price)
         if priced is None:
             raise UnknownPrice(f"no price for {price!r}", price=price)
@@ -137,6 +190,7 @@ class Meter:
             priced.rates,
             self.price_book.version,
             hold.expires_at,
+            price,
         )
 
     async def _admit_on_postgres(self, hold: _NewHold) -> None:
@@ -276,6 +330,18 @@ class Meter:
 
         `rates` are the hold's frozen rates when the caller has its ticket; otherwise they are read.
         """
+        settlement = await self._capture(hold_id, usage, outcome, rates=rates)
+        self.observer.settled(settlement, outcome)
+        return settlement
+
+    async def _capture(
+        self,
+        hold_id: uuid.UUID,
+        usage: Mapping[str, int],
+        outcome: Outcome,
+        *,
+        rates: Mapping[str, int] | None,
+    ) -> Settlement:
         now = utcnow()
         if self._on_postgres:
             if rates is None:
@@ -326,6 +392,13 @@ class Meter:
         self, hold_id: uuid.UUID, outcome: Outcome, *, status: HoldStatus = HoldStatus.RELEASED
     ) -> Settlement:
         """Gives the whole hold back, and the requests and credits it counted against limits."""
+        settlement = await self._release(hold_id, outcome, status)
+        self.observer.settled(settlement, outcome)
+        return settlement
+
+    async def _release(
+        self, hold_id: uuid.UUID, outcome: Outcome, status: HoldStatus
+    ) -> Settlement:
         now = utcnow()
         if self._on_postgres:
             return await self._settle_on_postgres(["release", hold_id, status.value, outcome.value])
@@ -472,6 +545,13 @@ class Metered:
             usage_so_far=usage_so_far,
             rates=self.ticket.rates,
         )
+        self.meter.observer.charged(
+            self.meter.price_book.get(self.ticket.price),
+            outcome,
+            self.settlement,
+            usage=usage,
+            usage_so_far=usage_so_far,
+        )
         return self.settlement
 
 
@@ -484,7 +564,9 @@ def _credit_keys(counters: list[list[str]]) -> list[str]:
     return [key for key, kind in counters if kind == "credits"]
 
 
-def build_meter(settings: Settings, engine: AsyncEngine) -> Meter:
+def build_meter(
+    settings: Settings, engine: AsyncEngine, observer: MeterObserver | None = None
+) -> Meter:
     """The meter with the configured (or shipped) price book and plan catalogue; bad files fail start-up."""
     price_book = PriceBook.load(settings.pricebook_path)
     return Meter(
@@ -492,4 +574,5 @@ def build_meter(settings: Settings, engine: AsyncEngine) -> Meter:
         price_book,
         PlanCatalogue.load(price_book, settings.plans_path),
         timedelta(seconds=settings.hold_ttl_seconds),
+        observer=observer or _Unobserved(),
     )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -83,16 +85,26 @@ class Reconciler:
             )
 
 
-async def reconcile_forever(reconciler: Reconciler, redis: Redis, interval: float) -> None:
-    """The periodic loop started by the app's lifespan; only the pod holding the lock works."""
+async def reconcile_forever(
+    reconciler: Reconciler,
+    redis: Redis,
+    interval: float,
+    observe: Callable[[float, bool], None] | None = None,
+) -> None:
+    """The periodic loop started by the app's lifespan; only the pod holding the lock works.
+    `observe(seconds, failed)` is told of each pass this pod ran (the metrics)."""
     while True:
+        started: float | None = None
         try:
             lock = redis.lock(LOCK_NAME, timeout=max(60.0, interval * 4), blocking=False)
             acquired = await lock.acquire()
             _raise_if_cancelled()
             if acquired:
                 try:
+                    started = time.perf_counter()
                     report = await reconciler.run_once()
+                    if observe:
+                        observe(time.perf_counter() - started, False)
                     if any((report.expired_holds, report.allowances, report.pruned_counters)):
                         log.info("reconciled", **report.__dict__)
                 finally:
@@ -102,6 +114,8 @@ async def reconcile_forever(reconciler: Reconciler, redis: Redis, interval: floa
             raise
         except Exception:  # noqa: BLE001 - the loop must outlive a bad pass
             log.exception("reconcile_failed")
+            if observe and started is not None:
+                observe(time.perf_counter() - started, True)
         await asyncio.sleep(interval)
 
 

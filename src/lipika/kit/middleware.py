@@ -11,13 +11,19 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lipika.errors import PayloadTooLarge, error_response
+from lipika.kit import access
 
 log = structlog.get_logger("lipika.access")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class RequestContextMiddleware:
-    """Binds a request id (the client's `X-Request-ID` if sane) to logs and the response."""
+    """Binds a request id (the client's `X-Request-ID` if sane) to logs and the response, and
+    writes the access-log line and the request metrics when the response has ended.
+
+    The line carries what the request's access record gathered (kit/access.py): workspace,
+    member and API key, model, tokens, credits charged, outcome and time to first token. The
+    metrics come from the lifespan's `metrics` (absent in an app built without one)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -29,27 +35,58 @@ class RequestContextMiddleware:
         request_id = _request_id(scope)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        metrics = scope.get("state", {}).get("metrics")
         started = time.perf_counter()
         status = 500
+        stream_kind: str | None = None
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, stream_kind
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                if metrics is not None and _is_event_stream(message["headers"]):
+                    stream_kind = "sse"
+                    metrics.open_streams.labels(stream_kind).inc()
+            elif message["type"] == "websocket.accept":
+                status = 101
+                if metrics is not None:
+                    stream_kind = "websocket"
+                    metrics.open_streams.labels(stream_kind).inc()
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            log.info(
-                "request",
-                method=scope.get("method", "WS"),
-                path=scope["path"],
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
+        with access.recording() as record:
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                seconds = time.perf_counter() - started
+                method = scope.get("method", "WS")
+                if stream_kind is not None:
+                    metrics.open_streams.labels(stream_kind).dec()
+                if metrics is not None:
+                    metrics.request_done(method, _route_template(scope), status, seconds)
+                log.info(
+                    "request",
+                    method=method,
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round(seconds * 1000, 2),
+                    **record,
+                )
+
+
+def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(
+        name == b"content-type" and value.startswith(b"text/event-stream")
+        for name, value in headers
+    )
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's template (`/v1/threads/{thread_id}`), never the raw path, so the
+    label set stays bounded; `unmatched` for paths no route serves."""
+    return getattr(scope.get("route"), "path", None) or "unmatched"
 
 
 def _request_id(scope: Scope) -> str:
