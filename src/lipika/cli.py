@@ -44,10 +44,17 @@ def serve(
 ) -> None:
     """Start the API server (one Uvicorn worker; scale with more processes or pods)."""
     from lipika.app import create_app
+    from lipika.kit.backpressure import BoundedHTTP
 
     settings = _settings()
     uvicorn.run(
-        create_app(settings), host=host, port=port, workers=1, log_config=None, access_log=False
+        create_app(settings),
+        host=host,
+        port=port,
+        workers=1,
+        log_config=None,
+        access_log=False,
+        http=BoundedHTTP,
     )
 
 

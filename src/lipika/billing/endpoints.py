@@ -11,7 +11,7 @@ from lipika.auth.dependencies import CurrentMember, PathMember, Principal, Setti
 from lipika.auth.repository import AuthRepository
 from lipika.billing.dependencies import BillingDep
 from lipika.billing.models import EntryKind
-from lipika.billing.policy import CAPTURE_ABOVE_HOLD, POLICY
+from lipika.billing.policy import CAPTURE_ABOVE_HOLD, POLICY, STALLED_STREAM, USAGE_SO_FAR
 from lipika.billing.schemas import (
     BalanceOut,
     ChargePolicyOut,
@@ -151,6 +151,8 @@ async def charge_policy() -> ChargePolicyOut:
             for r in POLICY.values()
         ],
         capture_above_hold=CAPTURE_ABOVE_HOLD,
+        usage_so_far=USAGE_SO_FAR,
+        stalled_stream=STALLED_STREAM,
     )
 
 

@@ -1,21 +1,17 @@
 """The metering interface: admit (hold) -> execute -> settle (capture or release), exactly once.
 
-Every paid path (chat streams, agent nodes, jobs, speech-to-text) calls this and nothing else.
-Each step is its own short transaction on its own connection: a hold is durable before the
-provider is called, and no request session stays open while a stream runs.
-
-    async with meter.hold(workspace_id, user_id, operation="chat", price="demo",
-                          max_usage={"input_tokens": 900, "output_tokens": 512}) as held:
-        result = await provider.call(...)
-        await held.settle(Outcome.SUCCESS, usage=result.usage)
-    # any exception inside the block releases the hold (the charge policy: our failures are free)
+Every paid path (chat streams, agent nodes, jobs, speech-to-text) runs inside a metering
+session (`Meter.session`, billing/session.py) and nothing else; `admit`, `capture`, `release`
+and `settle` are the ledger steps the session and reconciliation use. Each step is its own short
+transaction on its own connection: a hold is durable before the provider is called, and no
+request session stays open while a stream runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,6 +35,7 @@ from lipika.billing.policy import Charge, Outcome, charge_for
 from lipika.billing.postgres import PostgresLedger
 from lipika.billing.pricebook import PriceBook, cost_of
 from lipika.billing.repository import LedgerRepository
+from lipika.billing.session import MeteredCall
 from lipika.config import Settings
 from lipika.db import utcnow
 from lipika.errors import Conflict
@@ -56,6 +53,7 @@ class Ticket:
     rates: Mapping[str, int]
     price_version: str
     expires_at: datetime
+    price: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +134,7 @@ class Meter:
             priced.rates,
             self.price_book.version,
             hold.expires_at,
+            price,
         )
 
     async def _admit_on_postgres(self, hold: _NewHold) -> None:
@@ -379,21 +378,33 @@ class Meter:
             case _:
                 return await self.release(hold_id, outcome)
 
-    @asynccontextmanager
-    async def hold(
-        self, workspace_id: uuid.UUID, user_id: uuid.UUID | None, **admission: Any
-    ) -> AsyncIterator[Metered]:
-        """Admits, yields a handle to settle with, and releases on any exception or if unsettled."""
+    async def open_session(
+        self,
+        workspace_id: uuid.UUID,
+        user_id: uuid.UUID | None,
+        *,
+        input_estimate: int | None = None,
+        stopped: Callable[[], Outcome | None] | None = None,
+        **admission: Any,
+    ) -> MeteredCall:
+        """Admits (the keywords of `admit`) and returns the session that settles the hold; use
+        it as `async with`. For a caller that admits before the block can start (a stream
+        whose refusal must be a plain HTTP error)."""
         ticket = await self.admit(workspace_id, user_id, **admission)
-        metered = Metered(self, ticket)
-        try:
-            yield metered
-        except BaseException as exc:
-            if metered.settlement is None:
-                await self.release(ticket.hold_id, outcome_of(exc))
-            raise
-        if metered.settlement is None:
-            await self.release(ticket.hold_id, Outcome.INTERNAL_ERROR)
+        if input_estimate is None:
+            input_estimate = admission["max_usage"].get("input_tokens", 0)
+        return MeteredCall(self, ticket, input_estimate, stopped or _not_stopped)
+
+    @asynccontextmanager
+    async def session(
+        self, workspace_id: uuid.UUID, user_id: uuid.UUID | None, **admission: Any
+    ) -> AsyncIterator[MeteredCall]:
+        """Admits, yields the session, and settles whatever the block leaves open (see
+        billing/session.py): every paid path runs inside one."""
+        async with await self.open_session(workspace_id, user_id, **admission) as call:
+            yield call
+
+    hold = session  # the older name
 
     @staticmethod
     def _already(hold: Hold) -> Settlement:
@@ -453,32 +464,8 @@ def _member_cap(cap: int, needed: int) -> MemberMonthlyCapReached:
     )
 
 
-@dataclass
-class Metered:
-    meter: Meter
-    ticket: Ticket
-    settlement: Settlement | None = field(default=None)
-
-    async def settle(
-        self,
-        outcome: Outcome,
-        *,
-        usage: Mapping[str, int] | None = None,
-        usage_so_far: Mapping[str, int] | None = None,
-    ) -> Settlement:
-        self.settlement = await self.meter.settle(
-            self.ticket.hold_id,
-            outcome,
-            usage=usage,
-            usage_so_far=usage_so_far,
-            rates=self.ticket.rates,
-        )
-        return self.settlement
-
-
-def outcome_of(exc: BaseException) -> Outcome:
-    """The policy outcome of an exception that escaped a metered block (ours, unless it says)."""
-    return getattr(exc, "outcome", Outcome.INTERNAL_ERROR)
+def _not_stopped() -> Outcome | None:
+    return None
 
 
 def _credit_keys(counters: list[list[str]]) -> list[str]:

@@ -82,3 +82,5 @@ class PolicyRow(BaseModel):
 class ChargePolicyOut(BaseModel):
     rules: list[PolicyRow]
     capture_above_hold: str
+    usage_so_far: str
+    stalled_stream: str

@@ -9,12 +9,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import structlog
-
 from lipika.auth.dependencies import Principal
 from lipika.billing.meter import Meter, Settlement
 from lipika.billing.plans import DEFAULT_PLAN, Plan
-from lipika.billing.policy import Outcome
 from lipika.billing.pricebook import Price
 from lipika.billing.service import BillingService
 from lipika.chat.schemas import (
@@ -27,17 +24,8 @@ from lipika.chat.schemas import (
     PromptTokensDetails,
 )
 from lipika.errors import LipikaError, NotFound
-from lipika.providers.base import (
-    ChatProvider,
-    ChatRequest,
-    Message,
-    ProviderError,
-    Usage,
-    usage_so_far,
-)
+from lipika.providers.base import ChatProvider, ChatRequest, Message, ProviderError, Usage
 from lipika.providers.registry import ProviderRegistry
-
-log = structlog.get_logger()
 
 
 class ModelUnavailable(LipikaError):
@@ -52,7 +40,6 @@ class UpstreamFailed(LipikaError):
     def __init__(self, exc: ProviderError) -> None:
         super().__init__(str(exc) or "the model provider failed", code=exc.code)
         self.status_code = exc.status_code
-        self.outcome = exc.outcome  # the meter releases the hold under the provider's outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,21 +90,18 @@ async def complete(
     idempotency_key: str | None,
 ) -> ChatCompletion:
     prepared = prepare(body, meter, providers)
-    async with meter.hold(
-        member.workspace_id, member.user_id, **admission(member, prepared, idempotency_key)
-    ) as held:
-        try:
+    try:
+        async with meter.session(
+            member.workspace_id, member.user_id, **admission(member, prepared, idempotency_key)
+        ) as call:
             result = await prepared.provider.complete(prepared.request)
-        except ProviderError as exc:
-            raise UpstreamFailed(exc) from exc
-        usage = result.usage
-        if usage.input_tokens == 0:
-            # Never silently free: an answer without usage is charged the hold's input
-            # estimate and its text at four characters a token.
-            log.warning("provider reported no usage", model=prepared.request.model)
-            delivered = -(-len(result.text) // 4)
-            usage = usage_so_far(usage, prepared.max_usage["input_tokens"], delivered)
-        settlement = await held.settle(Outcome.SUCCESS, usage=usage.units())
+            call.report(result.usage)
+            call.deliver(result.text)
+            call.deliver_tool_calls(result.tool_calls)
+            settlement = await call.succeed()
+            usage = call.usage()
+    except ProviderError as exc:
+        raise UpstreamFailed(exc) from exc
     return ChatCompletion(
         id=f"chatcmpl-{uuid.uuid4().hex}",
         created=int(time.time()),

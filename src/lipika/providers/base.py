@@ -1,4 +1,7 @@
-"""The one interface every chat provider implements, and the errors they map theirs to."""
+"""The one interface every chat provider implements, and the errors they map theirs to.
+
+Providers report facts (which failure, the usage so far); they know nothing of credits. Which
+charge-policy outcome a failure is, is billing's to say (`billing.session.outcome_of`)."""
 
 from __future__ import annotations
 
@@ -8,8 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
 from orjson import JSONDecodeError, dumps, loads
-
-from lipika.billing.policy import Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,17 +63,6 @@ class Usage:
             "cached_input_tokens": self.cached_input_tokens,
             "output_tokens": self.output_tokens,
         }
-
-
-def usage_so_far(reported: Usage | None, input_estimate: int, delivered: int) -> Usage:
-    """What a call used up to a stop (or when its provider never said): the provider's count
-    where it gave one, the output at least what was delivered, else the hold's input estimate."""
-    reported = reported or Usage()
-    return Usage(
-        reported.input_tokens or input_estimate,
-        max(reported.output_tokens, delivered),
-        reported.cached_input_tokens,
-    )
 
 
 FinishReason: TypeAlias = Literal["stop", "length", "content_filter", "tool_calls"]
@@ -172,23 +162,15 @@ class SDKClientProvider(ChatProvider, Generic[ClientT]):
 
 
 class ProviderError(Exception):
-    """A provider failure, carrying the charge-policy outcome the meter settles with."""
+    """A provider failure: the HTTP status and stable code we answer it with."""
 
     status_code = 502
     code = "provider_error"
-    outcome = Outcome.PROVIDER_ERROR_BEFORE_OUTPUT
-
-    def outcome_given(self, *, produced_output: bool) -> Outcome:
-        """The charge outcome, knowing whether any output had been produced before it."""
-        if produced_output and self.outcome is Outcome.PROVIDER_ERROR_BEFORE_OUTPUT:
-            return Outcome.PROVIDER_ERROR_MID_OUTPUT
-        return self.outcome
 
 
 class ProviderTimeout(ProviderError):
     status_code = 504
     code = "provider_timeout"
-    outcome = Outcome.PROVIDER_TIMEOUT
 
 
 class ProviderRateLimited(ProviderError):
@@ -204,7 +186,6 @@ class ProviderOverloaded(ProviderError):
 class ProviderRejected(ProviderError):
     status_code = 400
     code = "provider_rejected_request"
-    outcome = Outcome.REFUSED_BY_PROVIDER
 
 
 class ProviderAuthFailed(ProviderError):
