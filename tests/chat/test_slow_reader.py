@@ -72,6 +72,7 @@ async def test_a_stalled_reader_that_hangs_up_is_settled_at_once_for_what_it_was
     body = {
         "model": MODEL,
         "messages": [{"role": "user", "content": f"Go on [[tokens={ANSWER_TOKENS}]]"}],
+        "max_tokens": ANSWER_TOKENS,
         "stream": True,
     }
     sock = await open_stalling_stream(provider_live_url, account.headers, body)

@@ -26,6 +26,7 @@ from lipika.agent.context import RunContext
 from lipika.agent.errors import ToolFailed, step_failed
 from lipika.agent.history import Reply, as_history, now, to_provider
 from lipika.agent.tools import ToolInputError
+from lipika.billing.meter import Owner
 from lipika.billing.policy import Outcome
 from lipika.billing.session import MeteredCall
 from lipika.providers.base import ChatRequest, Finish, ProviderError, Usage
@@ -64,6 +65,7 @@ async def call_model(
                 operation="agent.model",
                 price=ctx.model_name,
                 max_usage=max_usage,
+                owner=Owner("agent.step", f"{ctx.run_id}:{step}"),
                 idempotency_key=f"agent:{ctx.run_id}:{step}",
                 stopped=lambda: ctx.stop_reason,
             ) as metered:
@@ -142,6 +144,7 @@ async def call_tool(request: ToolCallRequest, execute: ToolExecute) -> ToolMessa
             operation="agent.tool",
             price=spec.price,
             max_usage=spec.max_usage,
+            owner=Owner("agent.step", f"{ctx.run_id}:{step}"),
             idempotency_key=f"agent:{ctx.run_id}:{step}",
             stopped=lambda: ctx.stop_reason,
         ) as metered:

@@ -141,7 +141,6 @@ class Agent:
 
     def _context(self, request: RunRequest) -> RunContext:
         price = self.model_price(request.model)
-        limit = price.max_output_tokens or 4096
         max_steps = self.settings.agent_max_steps
         return RunContext(
             run_id=uuid.uuid4(),
@@ -150,7 +149,7 @@ class Agent:
             meter=self.meter,
             price=price,
             provider=self.providers[price.provider or ""],
-            max_output_tokens=min(request.max_output_tokens or limit, limit),
+            max_output_tokens=price.output_allowance(request.max_output_tokens),
             tools=self.tools,
             tool_specs=self.tool_specs,
             budget=RunBudget(

@@ -11,18 +11,25 @@ class InsufficientCredits(LipikaError):
     code = "insufficient_credits"
     type = "insufficient_credits"
 
-    def __init__(self, needed: int, available: int) -> None:
+    def __init__(self, needed: int, available: int, message: str | None = None) -> None:
         super().__init__(
-            f"this needs up to {format_credits(needed)} credits; {format_credits(available)} are available",
+            message
+            or f"this needs up to {format_credits(needed)} credits; {format_credits(available)} are available",
             needed_micro=needed,
             available_micro=available,
         )
 
 
-class ModelNotInPlan(LipikaError):
+class NotInPlan(LipikaError):
+    """The caller's plan does not include this price-book entry (a tool, video, research...)."""
+
     status_code = 403
-    code = "model_not_in_plan"
+    code = "sku_not_in_plan"
     type = "permission_error"
+
+
+class ModelNotInPlan(NotInPlan):
+    code = "model_not_in_plan"
 
 
 class LimitReached(LipikaError):
@@ -32,6 +39,10 @@ class LimitReached(LipikaError):
 
 class DailyRequestLimitReached(LimitReached):
     code = "daily_request_limit"
+
+
+class DailyUnitLimitReached(LimitReached):
+    code = "daily_unit_limit"
 
 
 class DailyCreditCapReached(LimitReached):

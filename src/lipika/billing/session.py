@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,7 @@ import structlog
 from orjson import dumps
 
 from lipika.billing.policy import Outcome
+from lipika.billing.pricebook import cost_of
 from lipika.kit.sse import ClientGone
 from lipika.providers.base import (
     ProviderError,
@@ -42,7 +44,7 @@ from lipika.providers.base import (
 )
 
 if TYPE_CHECKING:
-    from lipika.billing.meter import Meter, Settlement, Ticket
+    from lipika.billing.meter import Extension, Meter, Settlement, Ticket
 
 log = structlog.get_logger()
 
@@ -122,6 +124,16 @@ class MeteredCall:
     def deliver_tool_calls(self, calls: tuple[ToolCall, ...]) -> None:
         for call in calls:
             self.deliver(call.name + dumps(call.arguments).decode())
+
+    async def extend(
+        self, more_usage: Mapping[str, int], *, ttl: timedelta | None = None
+    ) -> Extension:
+        """Grows the hold by what `more_usage` costs at its frozen price, with a later expiry
+        (a speech session that cannot know its length); refused like an admission."""
+        more = cost_of(self.ticket.rates, more_usage)
+        extension = await self.meter.extend(self.ticket.hold_id, more, ttl=ttl)
+        self.ticket = replace(self.ticket, amount=extension.amount, expires_at=extension.expires_at)
+        return extension
 
     @property
     def produced_output(self) -> bool:

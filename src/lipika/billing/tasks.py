@@ -1,4 +1,5 @@
-"""Reconciliation: expires abandoned holds, grants monthly allowances, prunes old counters.
+"""Reconciliation: settles expired holds (by their owner's resolver), grants monthly
+allowances, prunes old counters.
 
 One pod at a time runs it, under a Redis lock; every step is idempotent, so a pod dying half-way
 (or two running at once after a lock expiry) costs nothing but repeated no-ops.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,10 +17,11 @@ import structlog
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from lipika.billing.meter import Meter
-from lipika.billing.models import HoldStatus
+from lipika.billing.meter import Meter, Settlement
+from lipika.billing.models import Hold, HoldStatus
 from lipika.billing.policy import Outcome
 from lipika.billing.repository import LedgerRepository
+from lipika.billing.resolvers import Capture, Release
 from lipika.billing.service import BillingService
 from lipika.db import utcnow
 
@@ -50,18 +53,37 @@ class Reconciler:
         )
 
     async def expire_holds(self, now: datetime) -> int:
-        """Releases open holds past their expiry: their operation was abandoned mid-flight."""
-        expired = 0
+        """Settles open holds past their expiry, each as its owner's resolver says (capture,
+        release, or leave for a later pass); a hold without a resolver was abandoned mid-flight
+        and is released. Settling is exactly once however many passes run at the same time."""
+        settled = 0
+        after: tuple[datetime, uuid.UUID] | None = None
         while True:
             async with self.meter.engine.connect() as conn:
-                overdue = await LedgerRepository(conn).overdue_holds(now, BATCH)
-            for hold_id in overdue:
-                settlement = await self.meter.release(
-                    hold_id, Outcome.ABANDONED, status=HoldStatus.EXPIRED
-                )
-                expired += not settlement.already_settled
+                overdue = await LedgerRepository(conn).overdue_holds(now, BATCH, after=after)
+            for hold in overdue:
+                settlement = await self._resolve(hold)
+                settled += settlement is not None and not settlement.already_settled
             if len(overdue) < BATCH:
-                return expired
+                return settled
+            after = (overdue[-1].expires_at, overdue[-1].id)
+
+    async def _resolve(self, hold: Hold) -> Settlement | None:
+        resolver = self.meter.resolvers.get(hold.owner_kind)
+        if resolver is None:
+            return await self.meter.release(hold.id, Outcome.ABANDONED, status=HoldStatus.EXPIRED)
+        try:
+            resolution = await resolver(hold)
+        except Exception:  # noqa: BLE001 - one owner's failure must not stop the pass
+            log.exception("hold_resolver_failed", hold=str(hold.id), owner=hold.owner_kind)
+            return None
+        match resolution:
+            case Capture(usage=usage, outcome=outcome):
+                return await self.meter.capture(hold.id, usage, outcome)
+            case Release(outcome=outcome):
+                return await self.meter.release(hold.id, outcome, status=HoldStatus.EXPIRED)
+            case _:
+                return None
 
     async def grant_allowances(self, now: datetime) -> int:
         period = now.strftime("%Y-%m")

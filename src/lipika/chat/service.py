@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 
 from lipika.auth.dependencies import Principal
-from lipika.billing.meter import Meter, Settlement
+from lipika.billing.meter import Meter, Owner, Settlement
 from lipika.billing.plans import DEFAULT_PLAN, Plan
 from lipika.billing.pricebook import Price
 from lipika.billing.service import BillingService
@@ -58,8 +58,7 @@ def prepare(body: ChatCompletionRequest, meter: Meter, providers: ProviderRegist
     provider = providers.get(price.provider or "")
     if provider is None or not provider.available:
         raise ModelUnavailable(f"model {body.model!r} is not available on this server")
-    ceiling = price.max_output_tokens or 0  # the price book requires it for every model
-    limit = min(body.output_limit or ceiling, ceiling)
+    limit = price.output_allowance(body.output_limit)
     request = ChatRequest(
         model=body.model,
         messages=[Message(_role(m.role), m.text()) for m in body.messages],
@@ -76,6 +75,7 @@ def admission(member: Principal, prepared: Prepared, idempotency_key: str | None
         "operation": "chat.completion",
         "price": prepared.request.model,
         "max_usage": prepared.max_usage,
+        "owner": Owner("chat.request", uuid.uuid4().hex),
         "idempotency_key": (
             f"chat:{member.workspace_id}:{idempotency_key}" if idempotency_key else None
         ),
