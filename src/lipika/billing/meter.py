@@ -179,6 +179,31 @@ class Meter:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def _extend_on_postgres(
+        self, hold_id: uuid.UUID, more: int, expires_at: datetime
+    ) -> Extension:
+        caps = {name: plan.daily_credit_cap for name, plan in self.plans.plans.items()}
+        refusal, amount, new_expiry = await self._postgres.extend(hold_id, more, expires_at, caps)
+        if not refusal:
+            assert amount is not None and new_expiry is not None
+            return Extension(hold_id, amount, new_expiry)
+        code, _, detail = refusal.partition(":")
+        if code == "LP404":
+            raise _no_hold()
+        if code == "LP409":
+            raise _not_open()
+        if code == INSUFFICIENT:
+            raise insufficient(more, int(detail or 0), Sizing())
+        hold = await self._hold(hold_id)
+        needed = (hold.amount if hold else 0) + more
+        if code == MEMBER_CAP:
+            raise member_cap(int(detail), needed)
+        raise daily_cap(int(detail), needed)
+
+    async def _hold(self, hold_id: uuid.UUID) -> Hold | None:
+        async with self.engine.connect() as conn:
+            return await LedgerRepository(conn).hold(hold_id)
+
     async def _refusal(self, refusal: str, hold: _NewHold) -> Exception:
         """The typed error of a refusal, naming the cause and the fix (a refusal is rare: what
         a refused credit counter still had is read for the message)."""
@@ -272,13 +297,15 @@ class Meter:
         (never earlier than it was), atomically; refused like an admission (the credits must
         be available and fit the daily and monthly caps), and then nothing changes.
 
-        Not a hot path (a speech session extends every few seconds, not every token): the same
-        statements on both databases, in one transaction under the wallet's lock.
+        On PostgreSQL one call of `lipika_extend` (migration 0007) under the wallet's lock; on
+        SQLite the same steps from Python in one transaction.
         """
         if more < 0:
             raise ValueError("a hold grows, it never shrinks: settle it instead")
         now = utcnow()
         expires_at = now + (ttl or self.hold_ttl)
+        if self._on_postgres:
+            return await self._extend_on_postgres(hold_id, more, expires_at)
         async with self.engine.begin() as conn:
             repo = LedgerRepository(conn)
             found = await repo.hold(hold_id)
@@ -288,7 +315,7 @@ class Meter:
             current = await repo.hold(hold_id)  # again, under the lock
             assert current is not None
             if current.status is not HoldStatus.OPEN:
-                raise Conflict("the hold is already settled", code="hold_not_open")
+                raise _not_open()
             facts = await repo.admission_facts(current.workspace_id, current.user_id)
             assert facts is not None  # the hold's wallet exists (it is locked)
             plan = self.plans.get(facts.plan) or self.plans.get(DEFAULT_PLAN)
@@ -521,6 +548,10 @@ def _duplicate() -> Conflict:
     return Conflict(
         "a request with this idempotency key was already made", code="duplicate_request"
     )
+
+
+def _not_open() -> Conflict:
+    return Conflict("the hold is already settled", code="hold_not_open")
 
 
 def _no_hold() -> Conflict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -123,6 +124,29 @@ class PostgresLedger:
             if durable:
                 await driver.fetchval("SELECT txid_current()")
             return result
+
+    async def extend(
+        self,
+        hold_id: uuid.UUID,
+        more: int,
+        expires_at: datetime,
+        caps: dict[str, int | None],
+    ) -> tuple[str, int | None, datetime | None]:
+        """`lipika_extend` (migration 0007): (refusal or '', amount, expires_at). Committed
+        synchronously: an extension is durable before the caller spends it."""
+        now = utcnow()
+        async with self.engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            row = await driver.fetchrow(
+                "SELECT * FROM lipika_extend($1, $2, $3, $4, $5::jsonb, $6)",
+                hold_id,
+                more,
+                expires_at,
+                now.strftime("%Y-%m-%d"),
+                orjson.dumps(caps).decode(),
+                DEFAULT_PLAN,
+            )
+        return row["refusal"], row["amount"], row["expires_at"]
 
     async def _call_rows(self, sql: str, *args: object) -> list[Any]:
         async with self.engine.connect() as conn:

@@ -172,9 +172,77 @@ BEGIN
 END $$
 """
 
+# A hold grows (more amount, a later expiry) under its wallet's lock in one round trip, refused
+# like an admission: each credits counter the hold bumped takes the extension under its cap
+# (p_caps: {"<plan>": daily credit cap or null}; the member's cap from member_caps), and the
+# wallet must have it available. A refusal rolls the subtransaction back and is returned:
+# LP404 no such hold, LP409 already settled, LP004:<cap> daily cap, LP005:<cap> member cap,
+# LP006:<available> insufficient credits.
+EXTEND = """
+CREATE FUNCTION lipika_extend(
+    p_hold_id uuid, p_more bigint, p_expires_at timestamptz, p_day text, p_caps jsonb,
+    p_default_plan text, OUT refusal text, OUT amount bigint, OUT expires_at timestamptz
+) LANGUAGE plpgsql AS $$
+DECLARE
+    v_plan text;
+    v_member_cap bigint;
+    v_cap bigint;
+    v_available bigint;
+    h record;
+    e json;
+BEGIN
+    SELECT w.plan, m.monthly_credit_cap INTO v_plan, v_member_cap
+      FROM holds x
+      JOIN wallets w ON w.workspace_id = x.workspace_id
+      LEFT JOIN member_caps m ON m.workspace_id = x.workspace_id AND m.user_id = x.user_id
+     WHERE x.id = p_hold_id
+       FOR UPDATE OF w;
+    IF NOT FOUND THEN
+        refusal := 'LP404:';
+        RETURN;
+    END IF;
+    SELECT x.status, x.amount, x.expires_at, x.workspace_id, x.counters INTO h
+      FROM holds x WHERE x.id = p_hold_id;
+    IF h.status <> 'open' THEN
+        refusal := 'LP409:';
+        RETURN;
+    END IF;
+    BEGIN
+        FOR e IN SELECT value FROM json_array_elements(h.counters) LOOP
+            CONTINUE WHEN e ->> 1 <> 'credits';
+            IF starts_with(e ->> 0, 'member:') THEN
+                v_cap := v_member_cap;
+            ELSE
+                v_cap := (COALESCE(p_caps -> v_plan, p_caps -> p_default_plan) #>> '{}')::bigint;
+            END IF;
+            IF v_cap IS NULL THEN
+                UPDATE usage_counters SET value = value + p_more WHERE key = e ->> 0;
+            ELSIF NOT lipika_bump(e ->> 0, p_day, p_more, v_cap) THEN
+                RAISE EXCEPTION '%', CASE WHEN starts_with(e ->> 0, 'member:') THEN 'LP005:'
+                                          ELSE 'LP004:' END || v_cap;
+            END IF;
+        END LOOP;
+        UPDATE wallets SET held = held + p_more
+         WHERE workspace_id = h.workspace_id AND balance - held >= p_more;
+        IF NOT FOUND THEN
+            SELECT balance - held INTO v_available FROM wallets WHERE workspace_id = h.workspace_id;
+            RAISE EXCEPTION '%', 'LP006:' || v_available;
+        END IF;
+        UPDATE holds x SET amount = x.amount + p_more,
+                           expires_at = GREATEST(x.expires_at, p_expires_at)
+         WHERE x.id = p_hold_id
+        RETURNING x.amount, x.expires_at INTO amount, expires_at;
+        refusal := '';
+    EXCEPTION WHEN raise_exception THEN
+        refusal := SQLERRM;
+    END;
+END $$
+"""
+
 NEW_FUNCTIONS = {
     "lipika_admit_rules": (ADMIT, "jsonb, timestamptz, text, text"),
     "lipika_admit_rules_many": (ADMIT_MANY, "jsonb, timestamptz, text, text"),
+    "lipika_extend": (EXTEND, "uuid, bigint, timestamptz, text, jsonb, text"),
 }
 REPLACED = ("lipika_admit_many", "lipika_admit")  # 0003's, dropped in this order
 
