@@ -550,6 +550,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--baseline", metavar="REF",
         help="also run every scenario with the code of this git ref, side by side (e.g. main)",
     )
+    p.add_argument("--rounds", type=int, default=1, help="with --baseline: runs per side (medians)")
     p.add_argument(
         "--admin-url", default=DEFAULT_ADMIN_URL, help="maintenance DB used to create/drop the bench DB"
     )
@@ -658,8 +659,15 @@ def export_ref(ref: str, into: Path) -> Path:
     return into
 
 
-def child_rate(root: Path, scenario: str, concurrency: int, args: argparse.Namespace) -> str:
-    """One scenario in a process of its own, with `root`'s code; its pairs/s (or the failure)."""
+@dataclass
+class ChildRun:
+    rate: float | None = None  # pairs (or extends) per second
+    cpu_ms: float | None = None  # CPU ms per pair, this process and the bench backends together
+    failure: str = ""
+
+
+def child_run(root: Path, scenario: str, concurrency: int, args: argparse.Namespace) -> ChildRun:
+    """One scenario in a process of its own, with `root`'s code."""
     env = {**os.environ, "PYTHONPATH": str(root / "src")}
     command = [
         sys.executable, str(root / "bench" / "ledger.py"), "--wallets", scenario,
@@ -667,38 +675,63 @@ def child_rate(root: Path, scenario: str, concurrency: int, args: argparse.Names
         "--admin-url", args.admin_url,
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if "drift 0" not in done.stdout:
+        return ChildRun(failure=f"failed ({done.returncode}) or drift: "
+                                f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
     for line in done.stdout.splitlines():
         fields = line.split()
         if len(fields) > 3 and fields[0] == scenario and fields[1] == str(concurrency):
-            drift = "" if "drift 0" in done.stdout else " DRIFT"
-            return fields[3] + drift
-    return f"failed ({done.returncode}): {(done.stderr or done.stdout).strip().splitlines()[-1:]}"
+            try:
+                cpu = float(fields[-2]) + float(fields[-1])
+            except ValueError:
+                cpu = None
+            return ChildRun(float(fields[3]), cpu)
+    return ChildRun(failure="no result row")
+
+
+def median(values: list[float]) -> float | None:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else None
 
 
 def side_by_side(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="lipika-bench-") as tmp:
         baseline = export_ref(args.baseline, Path(tmp))
-        print(f"side by side: {args.baseline} ({baseline}) against this checkout ({ROOT}); "
-              f"{args.seconds:g} s per run after a {WARMUP_SECONDS:g} s warm-up, one process and "
-              "database per run, alternating which runs first")
-        header = f"{'scenario':<9} {'conc':>4} {args.baseline + ' /s':>14} {'this /s':>14} {'change':>8}"
-        print(header, flush=True)
+        print(f"side by side: {args.baseline} against this checkout ({ROOT}); {args.rounds} "
+              f"round(s) of {args.seconds:g} s runs after a {WARMUP_SECONDS:g} s warm-up, one "
+              "process and database per run, alternating which runs first; medians; cpu = "
+              "py + pg CPU ms per pair", flush=True)
+        base = args.baseline[:10]
+        print(f"{'scenario':<9} {'conc':>4} {base + ' /s':>14} {'this /s':>9} {'change':>8} "
+              f"{base + ' cpu':>14} {'this cpu':>9} {'change':>8}", flush=True)
+        failed = 0
         for n, (scenario, concurrency) in enumerate(
             (s, c) for s in args.wallets for c in args.concurrency
         ):
-            runs = [("base", baseline), ("this", ROOT)]
-            if scenario == "extend":
-                runs = runs[1:]
-            elif n % 2:
-                runs.reverse()
-            rates = {label: child_rate(root, scenario, concurrency, args) for label, root in runs}
-            base, this = rates.get("base", "n/a"), rates["this"]
-            try:
-                change = f"{100 * (float(this) / float(base) - 1):+.1f}%"
-            except ValueError:
-                change = ""
-            print(f"{scenario:<9} {concurrency:>4} {base:>14} {this:>14} {change:>8}", flush=True)
-    return 0
+            runs: dict[str, list[ChildRun]] = {"base": [], "this": []}
+            for r in range(args.rounds):
+                order = [("base", baseline), ("this", ROOT)]
+                if scenario == "extend":
+                    order = order[1:]  # the baseline may have no Meter.extend
+                elif (n + r) % 2:
+                    order.reverse()
+                for label, root in order:
+                    runs[label].append(child_run(root, scenario, concurrency, args))
+            for label in runs:
+                for run in runs[label]:
+                    if run.failure:
+                        failed += 1
+                        print(f"  {label} {scenario} {concurrency}: {run.failure}", flush=True)
+            cells = []
+            for metric in ("rate", "cpu_ms"):
+                b = median([getattr(x, metric) for x in runs["base"] if getattr(x, metric)])
+                t = median([getattr(x, metric) for x in runs["this"] if getattr(x, metric)])
+                change = f"{100 * (t / b - 1):+.1f}%" if b and t else ""
+                fmt = "{:.0f}" if metric == "rate" else "{:.2f}"
+                cells += [fmt.format(b) if b else "n/a", fmt.format(t) if t else "n/a", change]
+            print(f"{scenario:<9} {concurrency:>4} {cells[0]:>14} {cells[1]:>9} {cells[2]:>8} "
+                  f"{cells[3]:>14} {cells[4]:>9} {cells[5]:>8}", flush=True)
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ from lipika.apikeys.endpoints import router as api_keys_router
 from lipika.auth.endpoints import router as auth_router
 from lipika.billing.endpoints import router as billing_router
 from lipika.billing.meter import build_meter
-from lipika.billing.tasks import Reconciler, reconcile_forever
+from lipika.billing.tasks import Reconciler, register_reconciliation
 from lipika.chat.endpoints import router as chat_router
 from lipika.checkpoint import CheckpointDB
 from lipika.config import Settings
@@ -31,6 +31,7 @@ from lipika.kit.middleware import (
     GZipExceptStreams,
     RequestContextMiddleware,
 )
+from lipika.periodic import PeriodicTasks
 from lipika.providers.registry import build_registry
 from lipika.redis import create_redis
 from lipika.threads.endpoints import router as threads_router
@@ -58,9 +59,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         providers = build_registry(settings)
         agent = await Agent.open(settings, meter, checkpoint_db, providers.providers)
         reconciler = Reconciler(meter, sessionmaker)
+        periodic = PeriodicTasks()  # each domain registers its periodic work here
+        register_reconciliation(periodic, reconciler)
         loop = asyncio.create_task(
-            reconcile_forever(reconciler, redis, settings.reconcile_interval_seconds),
-            name="reconcile",
+            periodic.run_forever(redis, settings.reconcile_interval_seconds), name="reconcile"
         )
         # Everything built so far lives as long as the process: keep it out of the collector's
         # full passes, which otherwise scan every imported SDK model on each run.
@@ -81,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "providers": providers,
                 "agent": agent,
                 "reconciler": reconciler,
+                "periodic": periodic,
             }
         finally:
             loop.cancel()

@@ -4,9 +4,39 @@ OpenAI's shape; this is the one list that covers tools, images, video, research 
 
 from __future__ import annotations
 
+from typing import Protocol
+
+from lipika.billing.errors import UnknownPrice
 from lipika.billing.plans import Plan
-from lipika.billing.pricebook import TOKEN_BLOCK, TOKEN_UNITS, PriceBook
+from lipika.billing.pricebook import TOKEN_BLOCK, TOKEN_UNITS, Price, PriceBook
 from lipika.billing.schemas import SkuOut
+from lipika.errors import LipikaError
+from lipika.providers.chat import ChatProvider
+
+
+class ModelUnavailable(LipikaError):
+    status_code = 503
+    code = "model_unavailable"
+    type = "api_error"
+
+
+class Providers(Protocol):
+    def get(self, name: str) -> ChatProvider | None: ...
+
+
+def chat_model(
+    price_book: PriceBook, providers: Providers, name: str
+) -> tuple[Price, ChatProvider]:
+    """The one model resolver (chat completions, model cards, agent runs): the model's price
+    and the adapter that serves it; 404 if the price book has no such chat model, 503 if its
+    provider is not configured on this server."""
+    price = price_book.get(name)
+    if price is None or price.kind != "model":
+        raise UnknownPrice(f"model {name!r} does not exist", price=name)
+    provider = providers.get(price.provider or "")
+    if provider is None or not provider.available:
+        raise ModelUnavailable(f"model {name!r} is not available on this server")
+    return price, provider
 
 
 def catalogue_entries(price_book: PriceBook, plan: Plan) -> list[SkuOut]:

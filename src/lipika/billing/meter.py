@@ -163,15 +163,26 @@ class Meter:
             refusal = await self._admit_portably(hold, rules)
         if refusal:
             raise await self._refusal(refusal, hold)
-        return Ticket(
-            hold.id,
-            workspace_id,
-            hold.amount,
-            priced.rates,
-            self.price_book.version,
-            hold.expires_at,
-            price,
+        return self._admitted(
+            Ticket(
+                hold.id,
+                workspace_id,
+                hold.amount,
+                priced.rates,
+                self.price_book.version,
+                hold.expires_at,
+                price,
+            )
         )
+
+    def _admitted(self, ticket: Ticket) -> Ticket:
+        """Every admission passes here once, on both databases (the place for a metrics hook)."""
+        return ticket
+
+    def _settled(self, settlement: Settlement, outcome: Outcome) -> Settlement:
+        """Every settlement (capture or release, a repeated one included: `already_settled`)
+        passes here once, on both databases (the place for a metrics hook)."""
+        return settlement
 
     def _release_orphan(self, hold_id: uuid.UUID) -> None:
         """An admission whose caller was cancelled while it ran: give the hold straight back."""
@@ -356,8 +367,11 @@ class Meter:
                 if found is None:
                     raise _no_hold()
                 rates = found.rates
-            return await self._settle_on_postgres(
-                ["capture", hold_id, cost_of(rates, usage), dict(usage), outcome.value]
+            return self._settled(
+                await self._settle_on_postgres(
+                    ["capture", hold_id, cost_of(rates, usage), dict(usage), outcome.value]
+                ),
+                outcome,
             )
         async with self.engine.begin() as conn:
             repo = LedgerRepository(conn)
@@ -376,7 +390,7 @@ class Meter:
                 outcome=outcome.value,
             )
             if closed is None:  # lost a race with another settle: report where it ended
-                return self._already(await repo.hold(hold_id))
+                return self._settled(self._already(await repo.hold(hold_id)), outcome)
             await repo.add_to_counters(_credit_keys(closed.counters), charged - closed.amount)
             balance = await repo.move(closed.workspace_id, balance=-charged, held=-closed.amount)
             if charged:
@@ -392,7 +406,7 @@ class Meter:
                     reason=outcome.value,
                     created_at=now,
                 )
-        return Settlement(hold_id, HoldStatus.CAPTURED, charged, balance)
+        return self._settled(Settlement(hold_id, HoldStatus.CAPTURED, charged, balance), outcome)
 
     async def release(
         self, hold_id: uuid.UUID, outcome: Outcome, *, status: HoldStatus = HoldStatus.RELEASED
@@ -400,7 +414,10 @@ class Meter:
         """Gives the whole hold back, and the requests and credits it counted against limits."""
         now = utcnow()
         if self._on_postgres:
-            return await self._settle_on_postgres(["release", hold_id, status.value, outcome.value])
+            return self._settled(
+                await self._settle_on_postgres(["release", hold_id, status.value, outcome.value]),
+                outcome,
+            )
         async with self.engine.begin() as conn:
             repo = LedgerRepository(conn)
             closed = await repo.close_hold(
@@ -410,13 +427,13 @@ class Meter:
                 current = await repo.hold(hold_id)
                 if current is None:
                     raise _no_hold()
-                return self._already(current)
+                return self._settled(self._already(current), outcome)
             for key, kind, *counted in closed.counters:
                 stored = counted[0] if counted else 0
                 delta = counter_delta_on_release(kind, stored, closed.amount)
                 await repo.add_to_counters([key], delta)
             balance = await repo.move(closed.workspace_id, held=-closed.amount)
-        return Settlement(hold_id, status, 0, balance)
+        return self._settled(Settlement(hold_id, status, 0, balance), outcome)
 
     async def _settle_on_postgres(self, item: list[Any]) -> Settlement:
         status, charged, balance_after, already_settled = await self._postgres.settle(item)

@@ -1,14 +1,13 @@
 """Reconciliation: settles expired holds (by their owner's resolver), grants monthly
 allowances, prunes old counters.
 
-One pod at a time runs it, under a Redis lock; every step is idempotent, so a pod dying half-way
-(or two running at once after a lock expiry) costs nothing but repeated no-ops.
+It is billing's task in the periodic loop (lipika/periodic.py): one pod at a time runs it, under
+a Redis lock; every step is idempotent, so a pod dying half-way (or two running at once after a
+lock expiry) costs nothing but repeated no-ops.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,10 +23,11 @@ from lipika.billing.repository import LedgerRepository
 from lipika.billing.resolvers import Capture, Release
 from lipika.billing.service import BillingService
 from lipika.db import utcnow
+from lipika.periodic import LOCK_NAME, PeriodicTasks
 
 log = structlog.get_logger()
 
-LOCK_NAME = "lipika:lock:reconcile"
+__all__ = ["LOCK_NAME", "Reconciler", "ReconcileReport", "reconcile_forever"]
 BATCH = 500
 COUNTER_RETENTION = timedelta(days=40)
 
@@ -105,31 +105,13 @@ class Reconciler:
             )
 
 
+def register_reconciliation(tasks: PeriodicTasks, reconciler: Reconciler) -> None:
+    """Billing's contribution to the periodic loop (looked up at each pass)."""
+    tasks.register("billing.reconcile", lambda: reconciler.run_once())
+
+
 async def reconcile_forever(reconciler: Reconciler, redis: Redis, interval: float) -> None:
-    """The periodic loop started by the app's lifespan; only the pod holding the lock works."""
-    while True:
-        try:
-            lock = redis.lock(LOCK_NAME, timeout=max(60.0, interval * 4), blocking=False)
-            acquired = await lock.acquire()
-            _raise_if_cancelled()
-            if acquired:
-                try:
-                    report = await reconciler.run_once()
-                    if any((report.expired_holds, report.allowances, report.pruned_counters)):
-                        log.info("reconciled", **report.__dict__)
-                finally:
-                    with contextlib.suppress(Exception):
-                        await lock.release()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - the loop must outlive a bad pass
-            log.exception("reconcile_failed")
-        await asyncio.sleep(interval)
-
-
-def _raise_if_cancelled() -> None:
-    """Re-raises a cancellation that a library swallowed (fakeredis's lock uses asyncio.wait_for,
-    which on Python 3.11 can eat one), so the app's shutdown is never left waiting."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
+    """The periodic loop with reconciliation as its only task."""
+    tasks = PeriodicTasks()
+    register_reconciliation(tasks, reconciler)
+    await tasks.run_forever(redis, interval)

@@ -1,6 +1,8 @@
 """A chat completion: admit a hold for the most it can cost, call the model, settle by policy.
 
 The streamed variant lives in `chat/stream.py`; both share `prepare` and `admission`.
+Which model serves a request is the one resolver's to say (`billing.catalogue.chat_model`, which
+the agent uses too).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 
 from lipika.auth.dependencies import Principal
+from lipika.billing.catalogue import chat_model
 from lipika.billing.meter import Meter, Owner, Settlement
 from lipika.billing.plans import DEFAULT_PLAN, Plan
 from lipika.billing.pricebook import Price
@@ -26,12 +29,6 @@ from lipika.chat.schemas import (
 from lipika.errors import LipikaError, NotFound
 from lipika.providers.base import ChatProvider, ChatRequest, Message, ProviderError, Usage
 from lipika.providers.registry import ProviderRegistry
-
-
-class ModelUnavailable(LipikaError):
-    status_code = 503
-    code = "model_unavailable"
-    type = "api_error"
 
 
 class UpstreamFailed(LipikaError):
@@ -52,12 +49,7 @@ class Prepared:
 
 
 def prepare(body: ChatCompletionRequest, meter: Meter, providers: ProviderRegistry) -> Prepared:
-    price = meter.price_book.get(body.model)
-    if price is None or price.kind != "model":
-        raise NotFound(f"model {body.model!r} does not exist", code="model_not_found")
-    provider = providers.get(price.provider or "")
-    if provider is None or not provider.available:
-        raise ModelUnavailable(f"model {body.model!r} is not available on this server")
+    price, provider = chat_model(meter.price_book, providers, body.model)
     limit = price.output_allowance(body.output_limit)
     request = ChatRequest(
         model=body.model,
