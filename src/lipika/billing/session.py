@@ -157,16 +157,20 @@ class MeteredCall:
         return usage_so_far(self.reported, self.input_estimate, self.delivered_tokens)
 
     def _units(self, *, so_far: bool) -> dict[str, int]:
-        if self.reported_units is not None or "output_tokens" not in self.ticket.rates:
+        if not self._token_priced:
             return dict(self.reported_units or {})
-        if not so_far and (self.reported is None or self.reported.input_tokens == 0):
-            log.warning("provider reported no usage", price=self.ticket.price)
         return (self.usage_so_far() if so_far else self.usage()).units()
 
     # -- settling ----------------------------------------------------------------------------
 
+    @property
+    def _token_priced(self) -> bool:
+        return self.reported_units is None and "output_tokens" in self.ticket.rates
+
     async def succeed(self) -> Settlement:
         """Settles a completed operation: charged its usage (see `usage`)."""
+        if self._token_priced and (self.reported is None or self.reported.input_tokens == 0):
+            log.warning("provider reported no usage", price=self.ticket.price)
         return await self.settle(Outcome.SUCCESS)
 
     async def settle(

@@ -112,7 +112,8 @@ class ChatStream:
         the session: however it ends (the last frame, a provider error, the budget, or the
         cancellation of a client that left, even while a write is blocked on it), the hold is
         settled once, shielded, and the provider's stream is closed."""
-        async with self.call:
+        async with self.call, contextlib.AsyncExitStack() as upstream:
+            upstream.push_async_callback(self._close_upstream)  # however the body ends
             await write(self.chunks.role())
             try:
                 async with asyncio.timeout(self.budget):
