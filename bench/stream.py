@@ -46,8 +46,8 @@ from lipika import migrate
 from lipika.app import create_app
 from lipika.billing.commands import Operator
 from lipika.billing.models import EntryKind, Hold
-from lipika.billing.plans import DEFAULT_PATH as PLANS
 from lipika.billing.pricebook import DEFAULT_PATH as PRICEBOOK
+from lipika.billing.plans import DEFAULT_PATH as PLANS
 from lipika.config import Settings
 from lipika.kit.money import MICRO
 
