@@ -2,14 +2,22 @@
 """Ledger hot-path benchmark: Meter.admit + Meter.capture pairs against a real PostgreSQL.
 
     .venv/bin/python bench/ledger.py [--seconds N] [--concurrency 1,16,64] [--wallets hot,many]
+    .venv/bin/python bench/ledger.py --baseline main [--seconds N] ...   # side by side
 
 Creates a throwaway database `lipika_bench_<random>`, migrates it to head, opens wallets on the
 "team" plan with a huge grant, then runs workers that each loop admit -> capture and records
 the latency of every pair. The database is dropped at the end (also on Ctrl-C or an error).
 
 Scenarios
-  hot   every worker admits against ONE workspace's wallet (the contended row)
-  many  each worker has its own workspace and wallet (no row contention)
+  hot     every worker admits against ONE workspace's wallet (the contended row)
+  many    each worker has its own workspace and wallet (no row contention)
+  extend  every worker holds one hold on the hot wallet and extends it by 1 micro-credit in a
+          loop (Meter.extend; the "pairs/s" column counts extend calls per second)
+
+--baseline REF runs every scenario of the table twice per row, once with the code of the git
+ref REF (exported to a temporary directory, run with its own bench script) and once with this
+checkout, alternating which goes first, each in its own process and database, and prints the
+two rates side by side (extend only for this checkout when the baseline has no Meter.extend).
 
 Limits: admissions pass user_id=None (unless --members), so the per-member daily request
 counter and member cap are not taken; the team plan has no daily credit cap. Admit therefore
@@ -29,7 +37,9 @@ import os
 import platform
 import secrets
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -49,6 +59,7 @@ except ImportError:  # running from a checkout without the package installed
 from lipika.auth.models import User
 from lipika.billing.meter import Meter, build_meter
 from lipika.billing.models import EntryKind
+from lipika.billing.policy import Outcome
 from lipika.billing.service import BillingService
 from lipika.config import Settings
 from lipika.db import create_engine, create_sessionmaker, utcnow
@@ -342,6 +353,32 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
+async def extend_worker(
+    meter: Meter,
+    workspace: uuid.UUID,
+    user: uuid.UUID | None,
+    measure_from: float,
+    deadline: float,
+    result: Result,
+) -> list[float]:
+    """Extends one hold by a micro-credit at a time, as a speech session grows its hold."""
+    ticket = await meter.admit(workspace, user, operation="bench", price=PRICE, max_usage=MAX_USAGE)
+    latencies = []
+    while (t0 := time.perf_counter()) < deadline:
+        try:
+            await meter.extend(ticket.hold_id, 1)  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - counted and reported, never hidden
+            if t0 >= measure_from:
+                result.errors[f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}"] += 1
+            await asyncio.sleep(0.01)
+            continue
+        t1 = time.perf_counter()
+        if t0 >= measure_from and t1 <= deadline:
+            latencies.append(t1 - t0)
+    await meter.release(ticket.hold_id, Outcome.INTERNAL_ERROR)
+    return latencies
+
+
 async def run_scenario(
     database_url: str,
     fixture: Fixture,
@@ -366,9 +403,11 @@ async def run_scenario(
     deadline = measure_from + seconds
 
     async def worker(slot: int) -> list[float]:
-        workspace = fixture.hot if scenario == "hot" else fixture.many[slot]
+        workspace = fixture.many[slot] if scenario == "many" else fixture.hot
         user = fixture.users[slot]
         latencies = []
+        if scenario == "extend":
+            return await extend_worker(meter, workspace, user, measure_from, deadline, result)
         while (t0 := time.perf_counter()) < deadline:
             try:
                 ticket = await meter.admit(
@@ -504,7 +543,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run (after 1 s warm-up)")
     p.add_argument("--concurrency", default="1,16,64", help="comma-separated worker counts")
-    p.add_argument("--wallets", default="hot,many", help="scenarios: hot (one wallet), many (one per worker)")
+    p.add_argument(
+        "--wallets", default="hot,many",
+        help="scenarios: hot (one wallet), many (one per worker), extend (extend calls, hot wallet)",
+    )
+    p.add_argument(
+        "--baseline", metavar="REF",
+        help="also run every scenario with the code of this git ref, side by side (e.g. main)",
+    )
+    p.add_argument("--rounds", type=int, default=1, help="with --baseline: runs per side (medians)")
     p.add_argument(
         "--admin-url", default=DEFAULT_ADMIN_URL, help="maintenance DB used to create/drop the bench DB"
     )
@@ -529,8 +576,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.wallets = [w.strip() for w in args.wallets.split(",") if w.strip()]
     if any(c < 1 for c in args.concurrency) or not args.concurrency:
         p.error("--concurrency needs positive integers")
-    if not set(args.wallets) <= {"hot", "many"} or not args.wallets:
-        p.error("--wallets takes hot and/or many")
+    if not set(args.wallets) <= {"hot", "many", "extend"} or not args.wallets:
+        p.error("--wallets takes hot, many and/or extend")
     return args
 
 
@@ -553,7 +600,7 @@ async def bench(args: argparse.Namespace, database_url: str) -> int:
     print("statements per call through SQLAlchemy (steady state, prepared statements cached per connection):")
     for line in await statement_census(database_url, fixture, args.members):
         print("  " + line)
-    print("  (on PostgreSQL the meter calls lipika_admit_many / lipika_settle_many on the asyncpg driver:")
+    print("  (on PostgreSQL the meter calls lipika_admit_rules_many / lipika_settle_many on the asyncpg driver:")
     print("   one round trip per batch of concurrent calls, plus one flush wait per admission batch;")
     print("   SQLAlchemy's events do not see them, hence the counts above)")
     print()
@@ -599,8 +646,99 @@ async def bench(args: argparse.Namespace, database_url: str) -> int:
     return 1 if drift else 0
 
 
+# -- side by side with another ref -----------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def export_ref(ref: str, into: Path) -> Path:
+    """The ref's src/ and bench/ in a directory of their own (git archive: no checkout touched)."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "src", "bench"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+@dataclass
+class ChildRun:
+    rate: float | None = None  # pairs (or extends) per second
+    cpu_ms: float | None = None  # CPU ms per pair, this process and the bench backends together
+    failure: str = ""
+
+
+def child_run(root: Path, scenario: str, concurrency: int, args: argparse.Namespace) -> ChildRun:
+    """One scenario in a process of its own, with `root`'s code."""
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    command = [
+        sys.executable, str(root / "bench" / "ledger.py"), "--wallets", scenario,
+        "--concurrency", str(concurrency), "--seconds", f"{args.seconds:g}", "--no-default-pool",
+        "--admin-url", args.admin_url,
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if "drift 0" not in done.stdout:
+        return ChildRun(failure=f"failed ({done.returncode}) or drift: "
+                                f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+    for line in done.stdout.splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[0] == scenario and fields[1] == str(concurrency):
+            try:
+                cpu = float(fields[-2]) + float(fields[-1])
+            except ValueError:
+                cpu = None
+            return ChildRun(float(fields[3]), cpu)
+    return ChildRun(failure="no result row")
+
+
+def median(values: list[float]) -> float | None:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else None
+
+
+def side_by_side(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="lipika-bench-") as tmp:
+        baseline = export_ref(args.baseline, Path(tmp))
+        print(f"side by side: {args.baseline} against this checkout ({ROOT}); {args.rounds} "
+              f"round(s) of {args.seconds:g} s runs after a {WARMUP_SECONDS:g} s warm-up, one "
+              "process and database per run, alternating which runs first; medians; cpu = "
+              "py + pg CPU ms per pair", flush=True)
+        base = args.baseline[:10]
+        print(f"{'scenario':<9} {'conc':>4} {base + ' /s':>14} {'this /s':>9} {'change':>8} "
+              f"{base + ' cpu':>14} {'this cpu':>9} {'change':>8}", flush=True)
+        failed = 0
+        for n, (scenario, concurrency) in enumerate(
+            (s, c) for s in args.wallets for c in args.concurrency
+        ):
+            runs: dict[str, list[ChildRun]] = {"base": [], "this": []}
+            for r in range(args.rounds):
+                order = [("base", baseline), ("this", ROOT)]
+                if scenario == "extend":
+                    order = order[1:]  # the baseline may have no Meter.extend
+                elif (n + r) % 2:
+                    order.reverse()
+                for label, root in order:
+                    runs[label].append(child_run(root, scenario, concurrency, args))
+            for label in runs:
+                for run in runs[label]:
+                    if run.failure:
+                        failed += 1
+                        print(f"  {label} {scenario} {concurrency}: {run.failure}", flush=True)
+            cells = []
+            for metric in ("rate", "cpu_ms"):
+                b = median([getattr(x, metric) for x in runs["base"] if getattr(x, metric)])
+                t = median([getattr(x, metric) for x in runs["this"] if getattr(x, metric)])
+                change = f"{100 * (t / b - 1):+.1f}%" if b and t else ""
+                fmt = "{:.0f}" if metric == "rate" else "{:.2f}"
+                cells += [fmt.format(b) if b else "n/a", fmt.format(t) if t else "n/a", change]
+            print(f"{scenario:<9} {concurrency:>4} {cells[0]:>14} {cells[1]:>9} {cells[2]:>8} "
+                  f"{cells[3]:>14} {cells[4]:>9} {cells[5]:>8}", flush=True)
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.baseline:
+        return side_by_side(args)
     # SIGTERM takes the same path as Ctrl-C, so the finally below drops the database.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     for line in machine_facts(args.admin_url):

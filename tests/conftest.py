@@ -29,7 +29,12 @@ if TYPE_CHECKING:
 
 BACKENDS = ["sqlite", "postgres"]
 
-pytest_plugins = ["tests.fixtures.ledger", "tests.fixtures.fakes.fixtures", "tests.fixtures.mail"]
+pytest_plugins = [
+    "tests.fixtures.ledger",
+    "tests.fixtures.fakes.fixtures",
+    "tests.fixtures.mail",
+    "tests.fixtures.plans",
+]
 
 # Logs as in production (JSON lines, plain tracebacks); only warnings and errors in test output.
 configure_logging("WARNING", json=True)

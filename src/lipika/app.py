@@ -22,7 +22,7 @@ from lipika.auth.limits import AbuseLimiter
 from lipika.auth.security import PasswordHashing
 from lipika.billing.endpoints import router as billing_router
 from lipika.billing.meter import build_meter
-from lipika.billing.tasks import Reconciler, reconcile_forever
+from lipika.billing.tasks import Reconciler, register_reconciliation
 from lipika.chat.endpoints import router as chat_router
 from lipika.checkpoint import CheckpointDB
 from lipika.config import Settings
@@ -41,6 +41,7 @@ from lipika.ops.endpoints import router as ops_router
 from lipika.ops.metrics import MeterEvents, Metrics, serve_metrics
 from lipika.ops.providers import observe_providers
 from lipika.ops.tracing import Tracing
+from lipika.periodic import PeriodicTasks
 from lipika.providers.registry import build_registry
 from lipika.redis import create_redis
 from lipika.threads.endpoints import router as threads_router
@@ -99,10 +100,10 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         agent = await Agent.open(settings, meter, checkpoint_db, providers.providers)
         reconciler = Reconciler(meter, sessionmaker)
         mailer = build_mailer(settings)
+        periodic = PeriodicTasks()  # each domain registers its periodic work here
+        register_reconciliation(periodic, reconciler)
         loop = asyncio.create_task(
-            reconcile_forever(
-                reconciler, redis, settings.reconcile_interval_seconds, metrics.reconciled
-            ),
+            periodic.run_forever(redis, settings.reconcile_interval_seconds, metrics.reconciled),
             name="reconcile",
         )
         alarms = asyncio.create_task(
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
                 "agent": agent,
                 "reconciler": reconciler,
                 "mailer": mailer,
+                "periodic": periodic,
             }
         finally:
             if metrics_server is not None:

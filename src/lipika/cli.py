@@ -56,6 +56,7 @@ def serve(
 ) -> None:
     """Start the API server (one Uvicorn worker; scale with more processes or pods)."""
     from lipika.app import create_app
+    from lipika.kit.backpressure import BoundedHTTP
 
     settings = _settings()
     preflight.check_catalogues(settings)
@@ -69,6 +70,7 @@ def serve(
         access_log=False,
         proxy_headers=True,
         forwarded_allow_ips=forwarded_allow_ips,
+        http=BoundedHTTP,
     )
 
 

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 
 from lipika.billing.meter import Meter
 from lipika.billing.models import EntryKind, HoldStatus
-from lipika.billing.policy import CAPTURE_ABOVE_HOLD, POLICY, Charge, Outcome, charge_for
+from lipika.billing.policy import (
+    CAPTURE_ABOVE_HOLD,
+    POLICY,
+    STALLED_STREAM,
+    USAGE_SO_FAR,
+    Charge,
+    Outcome,
+    charge_for,
+)
 from lipika.billing.pricebook import Price, PriceBook
 from lipika.billing.repository import WalletState
 from lipika.providers import demo as demo_module
@@ -63,6 +72,18 @@ async def test_the_charge_policy_is_public_and_lists_every_outcome_once(
     # our failures are free; only success and a client hang-up are ever charged
     charged = {row["outcome"] for row in body["rules"] if row["charge"] != "nothing"}
     assert charged == {"success", "client_disconnect"}
+
+
+async def test_the_usage_so_far_and_stalled_stream_rules_are_published(
+    client: httpx.AsyncClient,
+) -> None:
+    """Served and documented word for word (the slow-reader test in tests/chat holds the
+    stalled-stream rule to the relay; the session tests below hold the usage-so-far rule)."""
+    body = (await client.get("/v1/billing/charge-policy")).json()
+    assert (body["usage_so_far"], body["stalled_stream"]) == (USAGE_SO_FAR, STALLED_STREAM)
+    docs = " ".join((Path(__file__).parents[2] / "docs" / "charge-policy.md").read_text().split())
+    for rule in (USAGE_SO_FAR, STALLED_STREAM):
+        assert rule in docs
 
 
 @pytest.mark.parametrize("outcome", list(Outcome))

@@ -1,6 +1,8 @@
-"""Random sequences of grants, admissions and settlements against the real meter and database,
-checked step by step against a model of the wallet: the ledger always explains the balance,
-open holds always explain `held`, nothing goes below zero, and a hold settles exactly once."""
+"""Random sequences of grants, admissions, extensions and settlements against the real meter and
+database, with reconciliation passes that ask owner resolvers (capture, release, not yet) about
+expired holds, checked step by step against a model of the wallet: the ledger always explains
+the balance, open holds always explain `held`, nothing goes below zero, and a hold settles
+exactly once."""
 
 from __future__ import annotations
 
@@ -14,12 +16,14 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from lipika.billing.errors import InsufficientCredits
-from lipika.billing.meter import Settlement
-from lipika.billing.models import EntryKind, HoldStatus
+from lipika.billing.meter import Owner, Settlement
+from lipika.billing.models import EntryKind, Hold, HoldStatus
 from lipika.billing.policy import Charge, Outcome, charge_for
 from lipika.billing.pricebook import PriceBook, cost_of
+from lipika.billing.resolvers import Capture, Later, Release, Resolution
 from lipika.billing.tasks import Reconciler
 from lipika.db import utcnow
+from lipika.errors import Conflict
 from tests.fixtures.ledger import Books
 
 DEMO_RATES = dict(PriceBook.load().get("demo").rates)  # type: ignore[union-attr]
@@ -32,6 +36,12 @@ class ModelHold:
     captured: int | None = None
     overage: int = 0
     outcome: str | None = None
+    owner: str | None = None  # the owner kind; its resolver decides at expiry
+    recorded: dict[str, int] = field(default_factory=dict)  # the usage a capturing owner recorded
+
+
+# Owner kinds whose resolvers the test registers: each answers the same way every time.
+CAPTURING, RELEASING, WAITING = "property.capture", "property.release", "property.later"
 
 
 @dataclass
@@ -73,6 +83,14 @@ operations = st.one_of(
     st.tuples(st.just("release"), hold_index, st.sampled_from(list(Outcome))),
     st.tuples(st.just("expire"), hold_index),
     st.tuples(st.just("reconcile")),
+    st.tuples(
+        st.just("admit_owned"),
+        st.integers(0, 40),
+        st.integers(0, 40),
+        st.sampled_from([CAPTURING, RELEASING, WAITING]),
+        usages,
+    ),
+    st.tuples(st.just("extend"), hold_index, st.integers(0, 60)),
 )
 
 
@@ -93,7 +111,36 @@ async def test_random_operations_keep_the_books_balanced(
     await books.set_available(workspace_id, start)
     user_id = uuid.uuid4()
     model = Model(balance=start)
+    owned: dict[str, ModelHold] = {}
 
+    async def capturing(hold: Hold) -> Resolution:
+        return Capture(owned[hold.owner_id].recorded)
+
+    async def releasing(hold: Hold) -> Resolution:
+        return Release(Outcome.JOB_CANCELLED)
+
+    async def waiting(hold: Hold) -> Resolution:
+        return Later()
+
+    for kind, resolver in ((CAPTURING, capturing), (RELEASING, releasing), (WAITING, waiting)):
+        meter.resolvers.unregister(kind)
+        meter.resolvers.register(kind, resolver)
+    try:
+        await run_operations(books, workspace_id, user_id, model, owned, ops)
+    finally:
+        for kind in (CAPTURING, RELEASING, WAITING):
+            meter.resolvers.unregister(kind)
+
+
+async def run_operations(
+    books: Books,
+    workspace_id: uuid.UUID,
+    user_id: uuid.UUID,
+    model: Model,
+    owned: dict[str, ModelHold],
+    ops: list[tuple],
+) -> None:
+    meter = books.meter
     for op in ops:
         name = op[0]
         if name in ("grant", "adjust"):
@@ -114,12 +161,18 @@ async def test_random_operations_keep_the_books_balanced(
                 model.balance += amount
                 assert not posted.duplicate and posted.entry.balance_after == model.balance
 
-        elif name == "admit":
+        elif name in ("admit", "admit_owned"):
             usage = {"input_tokens": op[1], "output_tokens": op[2]}
             amount = cost_of(DEMO_RATES, usage)
+            owner = Owner(op[3], uuid.uuid4().hex) if name == "admit_owned" else None
             try:
                 ticket = await meter.admit(
-                    workspace_id, user_id, operation="property", price="demo", max_usage=usage
+                    workspace_id,
+                    user_id,
+                    operation="property",
+                    price="demo",
+                    max_usage=usage,
+                    owner=owner,
                 )
             except InsufficientCredits as exc:
                 assert amount > model.available, (amount, model.available)
@@ -130,6 +183,36 @@ async def test_random_operations_keep_the_books_balanced(
                 model.held += amount
                 model.holds[ticket.hold_id] = ModelHold(amount)
                 model.order.append(ticket.hold_id)
+                if owner is not None:
+                    held = model.holds[ticket.hold_id]
+                    held.owner, held.recorded = owner.kind, dict(op[4])
+                    owned[owner.id] = held
+
+        elif name == "extend":
+            hold_id = model.pick(op[1])
+            if hold_id is None:
+                continue
+            hold = model.holds[hold_id]
+            more = cost_of(DEMO_RATES, {"output_tokens": op[2]})
+            before = await books.state(workspace_id)
+            if hold.status is not HoldStatus.OPEN:
+                with pytest.raises(Conflict, match="already settled"):
+                    await meter.extend(hold_id, more)
+            elif more > model.available:
+                with pytest.raises(InsufficientCredits) as refused:
+                    await meter.extend(hold_id, more)
+                assert refused.value.details == {
+                    "needed_micro": more,
+                    "available_micro": model.available,
+                }
+            else:
+                extension = await meter.extend(hold_id, more)
+                hold.amount += more
+                model.held += more
+                assert extension.amount == hold.amount == (await books.hold(hold_id)).amount
+                before = None
+            if before is not None:  # a refused extension changes nothing
+                assert await books.state(workspace_id) == before
 
         elif name in ("capture", "settle", "release", "expire"):
             hold_id = model.pick(op[1])
@@ -193,13 +276,26 @@ async def test_random_operations_keep_the_books_balanced(
             far_future = utcnow() + timedelta(days=3650)
             await Reconciler(meter, books.sessionmaker).expire_holds(far_future)
             for hold in model.holds.values():
-                if hold.status is HoldStatus.OPEN:
+                if hold.status is not HoldStatus.OPEN or hold.owner == WAITING:
+                    continue
+                model.held -= hold.amount
+                if hold.owner == CAPTURING:
+                    cost = cost_of(DEMO_RATES, hold.recorded)
+                    charged = min(cost, hold.amount)
+                    hold.status, hold.captured, hold.overage = (
+                        HoldStatus.CAPTURED,
+                        charged,
+                        cost - charged,
+                    )
+                    hold.outcome = Outcome.SUCCESS.value
+                    model.balance -= charged
+                else:
+                    outcome = Outcome.JOB_CANCELLED if hold.owner else Outcome.ABANDONED
                     hold.status, hold.captured, hold.outcome = (
                         HoldStatus.EXPIRED,
                         0,
-                        Outcome.ABANDONED.value,
+                        outcome.value,
                     )
-                    model.held -= hold.amount
 
         await check(books, workspace_id, model)
 

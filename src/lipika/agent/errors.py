@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lipika.billing.policy import Outcome
+from lipika.billing.session import outcome_of
 from lipika.errors import LipikaError
 from lipika.providers.base import ProviderError
 
@@ -59,6 +60,6 @@ class RunInternalError(LipikaError):
 
 def step_failed(error: ProviderError, *, produced_output: bool) -> StepFailed:
     """The typed error (and charge outcome) of a model call whose provider failed."""
-    outcome = error.outcome_given(produced_output=produced_output)
+    outcome = outcome_of(error, produced_output=produced_output)
     message = str(error).strip() or "the model provider failed"
     return StepFailed(error, message[:500], outcome)

@@ -9,7 +9,6 @@ the step in flight by its outcome, shielded so that the settlement outlives the 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
@@ -27,10 +26,10 @@ from lipika.agent.context import RunContext
 from lipika.agent.errors import ToolFailed, step_failed
 from lipika.agent.history import Reply, as_history, now, to_provider
 from lipika.agent.tools import ToolInputError
-from lipika.agent.usage import estimate_output_tokens
-from lipika.billing.meter import Metered
+from lipika.billing.meter import Owner
 from lipika.billing.policy import Outcome
-from lipika.providers.base import ChatRequest, Finish, ProviderError, Usage, usage_so_far
+from lipika.billing.session import MeteredCall
+from lipika.providers.base import ChatRequest, Finish, ProviderError, Usage
 
 log = structlog.get_logger()
 
@@ -59,19 +58,24 @@ async def call_model(
     request = replace(request, max_output_tokens=limit)
     max_usage = {"input_tokens": input_tokens, "output_tokens": limit}
     with ctx.budget.holding(ctx.price.cost(max_usage)):
-        async with ctx.meter.hold(
-            ctx.workspace_id,
-            ctx.user_id,
-            operation="agent.model",
-            price=ctx.model_name,
-            max_usage=max_usage,
-            idempotency_key=f"agent:{ctx.run_id}:{step}",
-        ) as held:
-            ctx.mark_admitted()
-            reply = await _stream_reply(ctx, held, request, input_tokens)
-            usage = _charged_usage(ctx, reply, input_tokens)
-            settlement = await held.settle(Outcome.SUCCESS, usage=usage.units())
-            ctx.budget.spend(settlement.charged)
+        try:
+            async with ctx.meter.session(
+                ctx.workspace_id,
+                ctx.user_id,
+                operation="agent.model",
+                price=ctx.model_name,
+                max_usage=max_usage,
+                owner=Owner("agent.step", f"{ctx.run_id}:{step}"),
+                idempotency_key=f"agent:{ctx.run_id}:{step}",
+                stopped=lambda: ctx.stop_reason,
+            ) as metered:
+                ctx.mark_admitted()
+                reply = await _stream_reply(ctx, metered, request)
+                settlement = await metered.succeed()
+                usage = metered.usage()
+                ctx.budget.spend(settlement.charged)
+        except ProviderError as exc:
+            raise step_failed(exc, produced_output=metered.produced_output) from exc
     ctx.balance_after = settlement.balance_after
     await ctx.emit(
         {
@@ -86,48 +90,32 @@ async def call_model(
     return {"messages": [as_history(reply, usage, ctx.model_name, settlement.charged)]}
 
 
-async def _stream_reply(
-    ctx: RunContext, held: Metered, request: ChatRequest, input_tokens: int
-) -> Reply:
-    """Streams the call through the provider's adapter, each text delta out as it comes. The
-    adapter's stream is closed however this ends, which hangs up on the provider when the run
-    is cancelled."""
+async def _stream_reply(ctx: RunContext, metered: MeteredCall, request: ChatRequest) -> Reply:
+    """Streams the call through the provider's adapter, each text delta out as it comes, and
+    tells the session what was delivered. The adapter's stream is closed however this ends,
+    which hangs up on the provider when the run is cancelled."""
     emit = ctx.emit
     parts: list[str] = []
     usage: Usage | None = None
     finish: Finish | None = None
-    try:
-        async with contextlib.aclosing(ctx.provider.stream(request)) as events:
-            async for event in events:
-                if type(event) is str:
-                    parts.append(event)
-                    await emit({"type": "token", "text": event})
-                elif isinstance(event, Usage):
-                    usage = event
-                elif isinstance(event, Finish):
-                    finish = event
-    except asyncio.CancelledError:
-        delivered = estimate_output_tokens(Reply("".join(parts), (), usage, None))
-        so_far = usage_so_far(usage, input_tokens, delivered).units()
-        outcome = ctx.stop_reason or Outcome.CLIENT_DISCONNECT
-        await asyncio.shield(held.settle(outcome, usage=so_far, usage_so_far=so_far))
-        raise
-    except ProviderError as exc:
-        raise step_failed(exc, produced_output=bool(parts)) from exc
+    async with contextlib.aclosing(ctx.provider.stream(request)) as events:
+        async for event in events:
+            if type(event) is str:
+                parts.append(event)
+                await emit({"type": "token", "text": event})
+                metered.deliver(event)
+            elif isinstance(event, Usage):
+                usage = event
+                metered.report(event)
+            elif isinstance(event, Finish):
+                finish = event
+                metered.deliver_tool_calls(event.tool_calls)
     return Reply(
         "".join(parts),
         finish.tool_calls if finish else (),
         usage,
         finish.reason if finish else None,
     )
-
-
-def _charged_usage(ctx: RunContext, reply: Reply, input_tokens: int) -> Usage:
-    if reply.usage is not None and reply.usage.input_tokens > 0:
-        return reply.usage
-    # Never silently free: a provider that reported nothing is charged our estimate.
-    log.warning("provider_usage_missing", model=ctx.model_name, run_id=str(ctx.run_id))
-    return usage_so_far(reply.usage, input_tokens, estimate_output_tokens(reply))
 
 
 ToolExecute = Callable[[ToolCallRequest], Awaitable[ToolMessage | Command]]
@@ -150,14 +138,16 @@ async def call_tool(request: ToolCallRequest, execute: ToolExecute) -> ToolMessa
     price = ctx.meter.price_book.get(spec.price)
     assert price is not None  # every tool's price is checked when the agent is built
     with ctx.budget.holding(price.cost(spec.max_usage)):
-        async with ctx.meter.hold(
+        async with ctx.meter.session(
             ctx.workspace_id,
             ctx.user_id,
             operation="agent.tool",
             price=spec.price,
             max_usage=spec.max_usage,
+            owner=Owner("agent.step", f"{ctx.run_id}:{step}"),
             idempotency_key=f"agent:{ctx.run_id}:{step}",
-        ) as held:
+            stopped=lambda: ctx.stop_reason,
+        ) as metered:
             await emit(
                 {
                     "type": "tool_start",
@@ -170,19 +160,14 @@ async def call_tool(request: ToolCallRequest, execute: ToolExecute) -> ToolMessa
             try:
                 result = await execute(request)
             except (ToolInputError, ToolInvocationError) as exc:
-                await held.settle(Outcome.REFUSED_BY_PROVIDER)
+                settlement = await metered.settle(Outcome.REFUSED_BY_PROVIDER)
                 result = _tool_error(call, str(exc))
-            except asyncio.CancelledError:
-                outcome = ctx.stop_reason or Outcome.CLIENT_DISCONNECT
-                await asyncio.shield(held.settle(outcome, usage={}, usage_so_far={}))
-                raise
             except Exception as exc:
                 log.warning("tool_failed", tool=call["name"], error=repr(exc))
                 raise ToolFailed(f"the {call['name']} tool failed", tool=call["name"]) from exc
             else:
-                await held.settle(Outcome.SUCCESS, usage=_tool_usage(spec.usage, result))
-            settlement = held.settlement
-            assert settlement is not None
+                metered.report_units(_tool_usage(spec.usage, result))
+                settlement = await metered.succeed()
             ctx.budget.spend(settlement.charged)
     if settlement.balance_after is not None:
         ctx.balance_after = settlement.balance_after

@@ -20,11 +20,10 @@ from lipika.agent.context import RunBudget, RunContext
 from lipika.agent.graph import build_graph
 from lipika.agent.run import AgentRun
 from lipika.agent.tools import TOOLS, AgentTool
-from lipika.billing.errors import UnknownPrice
+from lipika.billing.catalogue import chat_model
 from lipika.billing.meter import Meter
 from lipika.billing.policy import Outcome
 from lipika.billing.pricebook import Price, PriceBookError
-from lipika.chat.service import ModelUnavailable
 from lipika.checkpoint import CheckpointDB
 from lipika.config import Settings
 from lipika.providers.base import ChatProvider, Tool
@@ -86,13 +85,7 @@ class Agent:
 
     def model_price(self, model: str) -> Price:
         """The model's price; 404 if the price book has no such model, 503 if not configured."""
-        price = self.meter.price_book.get(model)
-        if price is None or price.kind != "model":
-            raise UnknownPrice(f"model {model!r} does not exist", price=model)
-        provider = self.providers.get(price.provider or "")
-        if provider is None or not provider.available:
-            raise ModelUnavailable(f"model {model!r} is not available on this server")
-        return price
+        return chat_model(self.meter.price_book, self.providers, model)[0]
 
     async def history(self, thread_id: uuid.UUID) -> list[BaseMessage]:
         """The thread's messages, from its latest checkpoint."""
@@ -141,7 +134,6 @@ class Agent:
 
     def _context(self, request: RunRequest) -> RunContext:
         price = self.model_price(request.model)
-        limit = price.max_output_tokens or 4096
         max_steps = self.settings.agent_max_steps
         return RunContext(
             run_id=uuid.uuid4(),
@@ -150,7 +142,7 @@ class Agent:
             meter=self.meter,
             price=price,
             provider=self.providers[price.provider or ""],
-            max_output_tokens=min(request.max_output_tokens or limit, limit),
+            max_output_tokens=price.output_allowance(request.max_output_tokens),
             tools=self.tools,
             tool_specs=self.tool_specs,
             budget=RunBudget(

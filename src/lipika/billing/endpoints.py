@@ -9,11 +9,14 @@ from fastapi import Query, status
 
 from lipika.auth.dependencies import CurrentMember, PathMember, Principal
 from lipika.auth.repository import AuthRepository
-from lipika.billing.dependencies import BillingDep
+from lipika.billing.catalogue import catalogue_entries
+from lipika.billing.dependencies import BillingDep, MeterDep
 from lipika.billing.models import EntryKind
-from lipika.billing.policy import CAPTURE_ABOVE_HOLD, POLICY
+from lipika.billing.plans import DEFAULT_PLAN
+from lipika.billing.policy import CAPTURE_ABOVE_HOLD, POLICY, STALLED_STREAM, USAGE_SO_FAR
 from lipika.billing.schemas import (
     BalanceOut,
+    CatalogueOut,
     ChargePolicyOut,
     CreditAmount,
     EntryOut,
@@ -150,6 +153,8 @@ async def charge_policy() -> ChargePolicyOut:
             for r in POLICY.values()
         ],
         capture_above_hold=CAPTURE_ABOVE_HOLD,
+        usage_so_far=USAGE_SO_FAR,
+        stalled_stream=STALLED_STREAM,
     )
 
 
@@ -202,3 +207,17 @@ def _positive_micro(credits: Decimal) -> int:
     if amount <= 0:
         raise BadRequest("a grant must be positive", code="invalid_amount")
     return amount
+
+
+@router.get("/v1/billing/catalogue", response_model=CatalogueOut)
+async def catalogue(me: CurrentMember, billing: BillingDep, meter: MeterDep) -> CatalogueOut:
+    """Every SKU of the price book (models, tools, images, video, research, speech) with its
+    units and prices, and whether the plan of the workspace this request acts in allows it."""
+    wallet = await billing.wallet(me.workspace_id)
+    plan = meter.plans.get(wallet.plan) or meter.plans.get(DEFAULT_PLAN)
+    assert plan is not None  # the catalogue refuses to load without the default plan
+    return CatalogueOut(
+        price_version=meter.price_book.version,
+        plan=plan.name,
+        data=catalogue_entries(meter.price_book, plan),
+    )

@@ -27,19 +27,26 @@ class InsufficientCredits(LipikaError):
     type = "insufficient_credits"
     should_retry = False
 
-    def __init__(self, needed: int, available: int) -> None:
+    def __init__(self, needed: int, available: int, message: str | None = None) -> None:
         super().__init__(
-            f"this needs up to {format_credits(needed)} credits; {format_credits(available)} are available",
+            message
+            or f"this needs up to {format_credits(needed)} credits; {format_credits(available)} are available",
             needed_micro=needed,
             available_micro=available,
         )
 
 
-class ModelNotInPlan(LipikaError):
+class NotInPlan(LipikaError):
+    """The caller's plan does not include this price-book entry (a tool, video, research...)."""
+
     status_code = 403
-    code = "model_not_in_plan"
+    code = "sku_not_in_plan"
     type = "permission_error"
     should_retry = False
+
+
+class ModelNotInPlan(NotInPlan):
+    code = "model_not_in_plan"
 
 
 class LimitReached(LipikaError):
@@ -59,6 +66,10 @@ class DailyLimitReached(LimitReached):
 
 class DailyRequestLimitReached(DailyLimitReached):
     code = "daily_request_limit"
+
+
+class DailyUnitLimitReached(DailyLimitReached):
+    code = "daily_unit_limit"
 
 
 class DailyCreditCapReached(DailyLimitReached):

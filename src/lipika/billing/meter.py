@@ -1,21 +1,17 @@
 """The metering interface: admit (hold) -> execute -> settle (capture or release), exactly once.
 
-Every paid path (chat streams, agent nodes, jobs, speech-to-text) calls this and nothing else.
-Each step is its own short transaction on its own connection: a hold is durable before the
-provider is called, and no request session stays open while a stream runs.
-
-    async with meter.hold(workspace_id, user_id, operation="chat", price="demo",
-                          max_usage={"input_tokens": 900, "output_tokens": 512}) as held:
-        result = await provider.call(...)
-        await held.settle(Outcome.SUCCESS, usage=result.usage)
-    # any exception inside the block releases the hold (the charge policy: our failures are free)
+Every paid path (chat streams, agent nodes, jobs, speech-to-text) runs inside a metering
+session (`Meter.session`, billing/session.py) and nothing else; `admit`, `capture`, `release`
+and `settle` are the ledger steps the session and reconciliation use. Each step is its own short
+transaction on its own connection: a hold is durable before the provider is called, and no
+request session stays open while a stream runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,22 +20,30 @@ from typing import Any, Protocol
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from lipika.billing.errors import (
-    DailyCreditCapReached,
-    DailyRequestLimitReached,
-    DuplicateRequest,
-    InsufficientCredits,
-    MemberMonthlyCapReached,
-    ModelNotInPlan,
-    UnknownPrice,
-    WalletMissing,
-)
+from lipika.billing.errors import DuplicateRequest, UnknownPrice, WalletMissing
 from lipika.billing.models import EntryKind, Hold, HoldStatus
-from lipika.billing.plans import DEFAULT_PLAN, Plan, PlanCatalogue
+from lipika.billing.plans import DEFAULT_PLAN, PlanCatalogue
 from lipika.billing.policy import Charge, Outcome, charge_for
 from lipika.billing.postgres import PostgresLedger
 from lipika.billing.pricebook import Price, PriceBook, cost_of
 from lipika.billing.repository import LedgerRepository
+from lipika.billing.resolvers import HoldResolvers
+from lipika.billing.rules import (
+    DUPLICATE,
+    INSUFFICIENT,
+    LIMIT,
+    MEMBER_CAP,
+    NO_WALLET,
+    AdmissionRules,
+    Sizing,
+    counter_delta_on_release,
+    credit_counter_caps,
+    daily_cap,
+    insufficient,
+    member_cap,
+    metered_units,
+)
+from lipika.billing.session import MeteredCall
 from lipika.config import Settings
 from lipika.db import utcnow
 from lipika.errors import Conflict, LipikaError
@@ -67,6 +71,18 @@ class Settlement:
     charged: int
     balance_after: int | None
     already_settled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """What a hold belongs to: a kind ("chat.request", "agent.step", "job") and its id."""
+
+    kind: str
+    id: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.id}"
 
 
 class MeterObserver(Protocol):
@@ -109,14 +125,17 @@ class Meter:
     # Batches of each kind (admissions, settlements) in flight at once; more only queue on the
     # hot wallet's lock, fewer batches are larger and cheaper per operation.
     batches_in_flight: int = 1
+    # What reconciliation asks about an expired hold, by its owner's kind (billing/resolvers.py).
+    resolvers: HoldResolvers = field(default_factory=HoldResolvers)
     observer: MeterObserver = field(default_factory=_Unobserved)
-    _rules: dict[str, dict[str, list[Any]]] = field(default_factory=dict, init=False, repr=False)
+    rules: AdmissionRules = field(init=False, repr=False)
     _postgres: PostgresLedger = field(init=False, repr=False)
     _background: set[asyncio.Task[Any]] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.rules = AdmissionRules(self.plans)
         # On PostgreSQL concurrent admissions (and settlements) share one function call, one
-        # transaction and one commit; see migration 0003 and billing/postgres.py.
+        # transaction and one commit; see migrations 0003 and 0007 and billing/postgres.py.
         self._postgres = PostgresLedger(
             self.engine,
             batches_in_flight=self.batches_in_flight,
@@ -137,20 +156,20 @@ class Meter:
         max_usage: Mapping[str, int],
         idempotency_key: str | None = None,
         ttl: timedelta | None = None,
+        owner: Owner | None = None,
     ) -> Ticket:
         """Checks plan and limits, then holds the most the operation can cost, atomically.
 
-        Raises a billing error (and holds nothing) when any check refuses.
+        Raises a billing error (and holds nothing) when any check refuses. Without an explicit
+        idempotency key, the owner's identity is the key (one hold per owner).
         """
         try:
-            ticket = await self._admit(
-                workspace_id, user_id, operation, price, max_usage, idempotency_key, ttl
+            return await self._admit(
+                workspace_id, user_id, operation, price, max_usage, idempotency_key, ttl, owner
             )
         except LipikaError as exc:
             self.observer.admitted(operation, exc.code)
             raise
-        self.observer.admitted(operation, "admitted")
-        return ticket
 
     async def _admit(
         self,
@@ -161,6 +180,7 @@ class Meter:
         max_usage: Mapping[str, int],
         idempotency_key: str | None,
         ttl: timedelta | None,
+        owner: Owner | None,
     ) -> Ticket:
         priced = self.price_book.get(price)
         if priced is None:
@@ -171,52 +191,52 @@ class Meter:
             workspace_id=workspace_id,
             user_id=user_id,
             operation=operation,
-            model=price,
+            price=priced,
             amount=priced.cost(max_usage),
-            rates=dict(priced.rates),
-            idempotency_key=idempotency_key,
+            units=metered_units(priced, max_usage),
+            output_allowance=max_usage.get("output_tokens") if priced.kind == "model" else None,
+            idempotency_key=idempotency_key or (owner.key if owner else None),
             expires_at=now + (ttl or self.hold_ttl),
             now=now,
-            metered_by_plan=priced.kind == "model",
+            owner=owner,
+        )
+        rules = self.rules.encode(
+            priced,
+            workspace_id=workspace_id,
+            user_id=user_id,
+            amount=hold.amount,
+            units=hold.units,
+            day=hold.day,
         )
         if self._on_postgres:
-            await self._admit_on_postgres(hold)
+            refusal = await self._postgres.admit(hold.as_item(self.price_book.version, rules))
         else:
-            await self._admit_portably(hold)
-        return Ticket(
-            hold.id,
-            workspace_id,
-            hold.amount,
-            priced.rates,
-            self.price_book.version,
-            hold.expires_at,
-            price,
+            refusal = await self._admit_portably(hold, rules)
+        if refusal:
+            raise await self._refusal(refusal, hold)
+        return self._admitted(
+            operation,
+            Ticket(
+                hold.id,
+                workspace_id,
+                hold.amount,
+                priced.rates,
+                self.price_book.version,
+                hold.expires_at,
+                price,
+            )
         )
 
-    async def _admit_on_postgres(self, hold: _NewHold) -> None:
-        """`lipika_admit` in the server: every check and the hold, batched with concurrent ones."""
-        day, month = hold.now.strftime("%Y-%m-%d"), hold.now.strftime("%Y-%m")
-        user = hold.user_id
-        refusal = await self._postgres.admit(
-            [
-                hold.id,
-                hold.workspace_id,
-                user,
-                hold.operation,
-                hold.model,
-                hold.amount,
-                self.price_book.version,
-                hold.rates,
-                hold.key,
-                hold.expires_at,
-                self._rules_for(hold),
-                f"req:{hold.workspace_id}:{user}:{hold.model}:{day}" if user else None,
-                f"wsday:{hold.workspace_id}:{day}",
-                f"member:{hold.workspace_id}:{user}:{month}" if user else None,
-            ]
-        )
-        if refusal:
-            raise self._refusal(refusal, hold)
+    def _admitted(self, operation: str, ticket: Ticket) -> Ticket:
+        """Every admission passes here once, on both databases."""
+        self.observer.admitted(operation, "admitted")
+        return ticket
+
+    def _settled(self, settlement: Settlement, outcome: Outcome) -> Settlement:
+        """Every settlement (capture or release, a repeated one included: `already_settled`)
+        passes here once, on both databases."""
+        self.observer.settled(settlement, outcome)
+        return settlement
 
     def _release_orphan(self, hold_id: uuid.UUID) -> None:
         """An admission whose caller was cancelled while it ran: give the hold straight back."""
@@ -224,99 +244,162 @@ class Meter:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _rules_for(self, hold: _NewHold) -> dict[str, list[Any]]:
-        """{plan: [allowed, daily requests, daily credit cap]} for one model (cached)."""
-        cache_key = f"{hold.model}:{hold.metered_by_plan}"
-        if cache_key not in self._rules:
-            self._rules[cache_key] = {
-                plan.name: [
-                    not hold.metered_by_plan or plan.allows(hold.model),
-                    plan.daily_request_limit(hold.model) if hold.metered_by_plan else None,
-                    plan.daily_credit_cap,
-                ]
-                for plan in self.plans.plans.values()
-            }
-        return self._rules[cache_key]
-
-    def _refusal(self, refusal: str, hold: _NewHold) -> Exception:
+    async def _extend_on_postgres(
+        self, hold_id: uuid.UUID, more: int, expires_at: datetime
+    ) -> Extension:
+        caps = {name: plan.daily_credit_cap for name, plan in self.plans.plans.items()}
+        refusal, amount, new_expiry = await self._postgres.extend(hold_id, more, expires_at, caps)
+        if not refusal:
+            assert amount is not None and new_expiry is not None
+            return Extension(hold_id, amount, new_expiry)
         code, _, detail = refusal.partition(":")
-        if code == "LP001":
-            return WalletMissing("this workspace has no wallet")
-        if code == "LP005":
-            return _member_cap(int(detail), hold.amount)
-        if code == "LP006":
-            return InsufficientCredits(hold.amount, int(detail or 0))
-        if code == "LP007":
-            return _duplicate()
-        plan = self.plans.get(detail) or self.plans.get(DEFAULT_PLAN)
-        if code == "LP002":
-            return _not_in_plan(plan, hold.model)
-        if code == "LP003":
-            return _request_limit(plan.daily_request_limit(hold.model), hold.model)
-        if code == "LP004":
-            return _daily_cap(plan.daily_credit_cap, hold.amount)
-        return RuntimeError(f"unknown admission refusal {refusal!r}")
+        if code == "LP404":
+            raise _no_hold()
+        if code == "LP409":
+            raise _not_open()
+        if code == INSUFFICIENT:
+            raise insufficient(more, int(detail or 0), Sizing())
+        hold = await self._hold(hold_id)
+        needed = (hold.amount if hold else 0) + more
+        if code == MEMBER_CAP:
+            raise member_cap(int(detail), needed)
+        raise daily_cap(int(detail), needed)
 
-    async def _admit_portably(self, hold: _NewHold) -> None:
-        """The same steps as `lipika_admit`, from Python, in one transaction (SQLite)."""
+    async def _hold(self, hold_id: uuid.UUID) -> Hold | None:
+        async with self.engine.connect() as conn:
+            return await LedgerRepository(conn).hold(hold_id)
+
+    async def _refusal(self, refusal: str, hold: _NewHold) -> Exception:
+        """The typed error of a refusal, naming the cause and the fix (a refusal is rare: what
+        a refused credit counter still had is read for the message)."""
+        code, _, detail = refusal.partition(":")
+        sizing = Sizing(hold.output_allowance)
+        if code == NO_WALLET:
+            return WalletMissing("this workspace has no wallet")
+        if code == INSUFFICIENT:
+            return insufficient(hold.amount, int(detail or 0), sizing)
+        if code == DUPLICATE:
+            return _duplicate()
+        default = self.plans.get(DEFAULT_PLAN)
+        assert default is not None  # the catalogue refuses to load without it
+        left = None
+        limit = self.rules.refused_limit(refusal, hold.price, default)
+        if limit is not None and limit.kind == "credits":
+            key = limit.key(hold.workspace_id, hold.user_id, hold.price.name, hold.day)
+            left = limit.cap - await self._counter(key)
+        elif code == MEMBER_CAP and hold.member_key is not None:
+            left = int(detail) - await self._counter(hold.member_key)
+        error = self.rules.refusal(
+            refusal, hold.price, hold.amount, hold.units, default, sizing=sizing, left=left
+        )
+        return error or RuntimeError(f"unknown admission refusal {refusal!r}")
+
+    async def _counter(self, key: str) -> int:
+        async with self.engine.connect() as conn:
+            return await LedgerRepository(conn).counter_value(key)
+
+    async def _admit_portably(self, hold: _NewHold, rules: Mapping[str, list[Any]]) -> str:
+        """The steps of `lipika_admit_rules`, from Python, in one transaction (SQLite): the same
+        rules, the same refusals. A refusal rolls the transaction back."""
+        async with self.engine.connect() as conn:
+            transaction = await conn.begin()
+            try:
+                refusal = await self._admission_steps(LedgerRepository(conn), hold, rules)
+            except IntegrityError:
+                refusal = f"{DUPLICATE}:"
+            if refusal:
+                await transaction.rollback()
+            else:
+                await transaction.commit()
+            return refusal
+
+    async def _admission_steps(
+        self, repo: LedgerRepository, hold: _NewHold, rules: Mapping[str, list[Any]]
+    ) -> str:
+        facts = await repo.admission_facts(hold.workspace_id, hold.user_id)
+        if facts is None:
+            return f"{NO_WALLET}:"
+        refused, counters = rules.get(facts.plan) or rules[DEFAULT_PLAN]
+        if refused:
+            return f"{refused}:{facts.plan}"
+        taken: list[list[Any]] = []
+        for key, amount, cap, kind, index in counters:
+            if not await repo.bump_counter(key, hold.day, amount, cap):
+                return f"{LIMIT}:{facts.plan}:{index}"
+            taken.append([key, kind, amount])
+        member_key = hold.member_key
+        if facts.member_cap is not None and member_key is not None:
+            if not await repo.bump_counter(member_key, hold.day, hold.amount, facts.member_cap):
+                return f"{MEMBER_CAP}:{facts.member_cap}"
+            taken.append([member_key, "credits", hold.amount])
+        await repo.insert_hold(
+            id=hold.id,
+            workspace_id=hold.workspace_id,
+            user_id=hold.user_id,
+            operation=hold.operation,
+            model=hold.price.name,
+            amount=hold.amount,
+            status=HoldStatus.OPEN,
+            price_version=self.price_book.version,
+            rates=dict(hold.price.rates),
+            counters=taken,
+            idempotency_key=hold.key,
+            expires_at=hold.expires_at,
+            created_at=hold.now,
+            overage=0,
+            owner_kind=hold.owner.kind if hold.owner else None,
+            owner_id=hold.owner.id if hold.owner else None,
+        )
+        if not await repo.reserve(hold.workspace_id, hold.amount):
+            state = await repo.wallet_state(hold.workspace_id)
+            return f"{INSUFFICIENT}:{state.available if state else 0}"
+        return ""
+
+    async def extend(
+        self, hold_id: uuid.UUID, more: int, *, ttl: timedelta | None = None
+    ) -> Extension:
+        """Grows an open hold by `more` micro-credits and moves its expiry to `ttl` from now
+        (never earlier than it was), atomically; refused like an admission (the credits must
+        be available and fit the daily and monthly caps), and then nothing changes.
+
+        On PostgreSQL one call of `lipika_extend` (migration 0007) under the wallet's lock; on
+        SQLite the same steps from Python in one transaction.
+        """
+        if more < 0:
+            raise ValueError("a hold grows, it never shrinks: settle it instead")
+        now = utcnow()
+        expires_at = now + (ttl or self.hold_ttl)
+        if self._on_postgres:
+            return await self._extend_on_postgres(hold_id, more, expires_at)
         async with self.engine.begin() as conn:
             repo = LedgerRepository(conn)
-            facts = await repo.admission_facts(hold.workspace_id, hold.user_id)
-            if facts is None:
-                raise WalletMissing("this workspace has no wallet")
+            found = await repo.hold(hold_id)
+            if found is None:
+                raise _no_hold()
+            await repo.lock_wallet(found.workspace_id)
+            current = await repo.hold(hold_id)  # again, under the lock
+            assert current is not None
+            if current.status is not HoldStatus.OPEN:
+                raise _not_open()
+            facts = await repo.admission_facts(current.workspace_id, current.user_id)
+            assert facts is not None  # the hold's wallet exists (it is locked)
             plan = self.plans.get(facts.plan) or self.plans.get(DEFAULT_PLAN)
-            if hold.metered_by_plan and not plan.allows(hold.model):
-                raise _not_in_plan(plan, hold.model)
-            counters = await self._take_limits(repo, plan, facts.member_cap, hold)
-            try:
-                await repo.insert_hold(
-                    id=hold.id,
-                    workspace_id=hold.workspace_id,
-                    user_id=hold.user_id,
-                    operation=hold.operation,
-                    model=hold.model,
-                    amount=hold.amount,
-                    status=HoldStatus.OPEN,
-                    price_version=self.price_book.version,
-                    rates=hold.rates,
-                    counters=counters,
-                    idempotency_key=hold.key,
-                    expires_at=hold.expires_at,
-                    created_at=hold.now,
-                    overage=0,
-                )
-            except IntegrityError:
-                raise _duplicate() from None
-            if not await repo.reserve(hold.workspace_id, hold.amount):
-                state = await repo.wallet_state(hold.workspace_id)
-                raise InsufficientCredits(hold.amount, state.available if state else 0)
-
-    async def _take_limits(
-        self, repo: LedgerRepository, plan: Plan, member_cap: int | None, hold: _NewHold
-    ) -> list[list[str]]:
-        """Counts the operation against every limit that applies; the period is in each key."""
-        day, month = hold.now.strftime("%Y-%m-%d"), hold.now.strftime("%Y-%m")
-        ws, user = hold.workspace_id, hold.user_id
-        taken: list[list[str]] = []
-        request_limit = (
-            plan.daily_request_limit(hold.model) if user and hold.metered_by_plan else None
-        )
-        if request_limit is not None:
-            key = f"req:{ws}:{user}:{hold.model}:{day}"
-            if not await repo.bump_counter(key, day, 1, request_limit):
-                raise _request_limit(request_limit, hold.model)
-            taken.append([key, "requests"])
-        if plan.daily_credit_cap is not None:
-            key = f"wsday:{ws}:{day}"
-            if not await repo.bump_counter(key, day, hold.amount, plan.daily_credit_cap):
-                raise _daily_cap(plan.daily_credit_cap, hold.amount)
-            taken.append([key, "credits"])
-        if member_cap is not None and user is not None:
-            key = f"member:{ws}:{user}:{month}"
-            if not await repo.bump_counter(key, day, hold.amount, member_cap):
-                raise _member_cap(member_cap, hold.amount)
-            taken.append([key, "credits"])
-        return taken
+            assert plan is not None
+            caps = credit_counter_caps(current.counters, plan, facts.member_cap)
+            for key, cap in caps.items():
+                if cap is None:
+                    await repo.add_to_counters([key], more)
+                elif not await repo.bump_counter(key, now.strftime("%Y-%m-%d"), more, cap):
+                    raise (
+                        daily_cap(cap, current.amount + more)
+                        if key.startswith("wsday:")
+                        else member_cap(cap, current.amount + more)
+                    )
+            if not await repo.reserve(current.workspace_id, more):
+                state = await repo.wallet_state(current.workspace_id)
+                raise insufficient(more, state.available if state else 0, Sizing())
+            grown = await repo.grow_hold(hold_id, more, max(expires_at, current.expires_at))
+        return Extension(hold_id, grown.amount, grown.expires_at)
 
     async def capture(
         self,
@@ -330,18 +413,6 @@ class Meter:
 
         `rates` are the hold's frozen rates when the caller has its ticket; otherwise they are read.
         """
-        settlement = await self._capture(hold_id, usage, outcome, rates=rates)
-        self.observer.settled(settlement, outcome)
-        return settlement
-
-    async def _capture(
-        self,
-        hold_id: uuid.UUID,
-        usage: Mapping[str, int],
-        outcome: Outcome,
-        *,
-        rates: Mapping[str, int] | None,
-    ) -> Settlement:
         now = utcnow()
         if self._on_postgres:
             if rates is None:
@@ -350,8 +421,11 @@ class Meter:
                 if found is None:
                     raise _no_hold()
                 rates = found.rates
-            return await self._settle_on_postgres(
-                ["capture", hold_id, cost_of(rates, usage), dict(usage), outcome.value]
+            return self._settled(
+                await self._settle_on_postgres(
+                    ["capture", hold_id, cost_of(rates, usage), dict(usage), outcome.value]
+                ),
+                outcome,
             )
         async with self.engine.begin() as conn:
             repo = LedgerRepository(conn)
@@ -370,7 +444,7 @@ class Meter:
                 outcome=outcome.value,
             )
             if closed is None:  # lost a race with another settle: report where it ended
-                return self._already(await repo.hold(hold_id))
+                return self._settled(self._already(await repo.hold(hold_id)), outcome)
             await repo.add_to_counters(_credit_keys(closed.counters), charged - closed.amount)
             balance = await repo.move(closed.workspace_id, balance=-charged, held=-closed.amount)
             if charged:
@@ -386,22 +460,18 @@ class Meter:
                     reason=outcome.value,
                     created_at=now,
                 )
-        return Settlement(hold_id, HoldStatus.CAPTURED, charged, balance)
+        return self._settled(Settlement(hold_id, HoldStatus.CAPTURED, charged, balance), outcome)
 
     async def release(
         self, hold_id: uuid.UUID, outcome: Outcome, *, status: HoldStatus = HoldStatus.RELEASED
     ) -> Settlement:
         """Gives the whole hold back, and the requests and credits it counted against limits."""
-        settlement = await self._release(hold_id, outcome, status)
-        self.observer.settled(settlement, outcome)
-        return settlement
-
-    async def _release(
-        self, hold_id: uuid.UUID, outcome: Outcome, status: HoldStatus
-    ) -> Settlement:
         now = utcnow()
         if self._on_postgres:
-            return await self._settle_on_postgres(["release", hold_id, status.value, outcome.value])
+            return self._settled(
+                await self._settle_on_postgres(["release", hold_id, status.value, outcome.value]),
+                outcome,
+            )
         async with self.engine.begin() as conn:
             repo = LedgerRepository(conn)
             closed = await repo.close_hold(
@@ -411,11 +481,13 @@ class Meter:
                 current = await repo.hold(hold_id)
                 if current is None:
                     raise _no_hold()
-                return self._already(current)
-            await repo.add_to_counters(_credit_keys(closed.counters), -closed.amount)
-            await repo.add_to_counters([k for k, kind in closed.counters if kind == "requests"], -1)
+                return self._settled(self._already(current), outcome)
+            for key, kind, *counted in closed.counters:
+                stored = counted[0] if counted else 0
+                delta = counter_delta_on_release(kind, stored, closed.amount)
+                await repo.add_to_counters([key], delta)
             balance = await repo.move(closed.workspace_id, held=-closed.amount)
-        return Settlement(hold_id, status, 0, balance)
+        return self._settled(Settlement(hold_id, status, 0, balance), outcome)
 
     async def _settle_on_postgres(self, item: list[Any]) -> Settlement:
         status, charged, balance_after, already_settled = await self._postgres.settle(item)
@@ -437,41 +509,72 @@ class Meter:
         usage: Mapping[str, int] | None = None,
         usage_so_far: Mapping[str, int] | None = None,
         rates: Mapping[str, int] | None = None,
+        price: str | None = None,
     ) -> Settlement:
-        """Settles by the charge policy: the outcome decides which usage, if any, is charged."""
+        """Settles by the charge policy: the outcome decides which usage, if any, is charged.
+
+        `price` (the hold's price-book entry) lets the observer count tokens and credits by it.
+        """
         match charge_for(outcome):
             case Charge.REPORTED_USAGE:
                 if usage is None:
                     raise ValueError(f"{outcome.value} is charged its reported usage: pass usage=")
-                return await self.capture(hold_id, usage, outcome, rates=rates)
+                settlement = await self.capture(hold_id, usage, outcome, rates=rates)
             case Charge.USAGE_SO_FAR:
                 if usage_so_far is None:
                     raise ValueError(
                         f"{outcome.value} is charged the usage so far: pass usage_so_far="
                     )
-                return await self.capture(hold_id, usage_so_far, outcome, rates=rates)
+                settlement = await self.capture(hold_id, usage_so_far, outcome, rates=rates)
             case _:
-                return await self.release(hold_id, outcome)
+                settlement = await self.release(hold_id, outcome)
+        self.observer.charged(
+            self.price_book.get(price) if price else None,
+            outcome,
+            settlement,
+            usage=usage,
+            usage_so_far=usage_so_far,
+        )
+        return settlement
+
+    async def open_session(
+        self,
+        workspace_id: uuid.UUID,
+        user_id: uuid.UUID | None,
+        *,
+        input_estimate: int | None = None,
+        stopped: Callable[[], Outcome | None] | None = None,
+        **admission: Any,
+    ) -> MeteredCall:
+        """Admits (the keywords of `admit`) and returns the session that settles the hold; use
+        it as `async with`. For a caller that admits before the block can start (a stream
+        whose refusal must be a plain HTTP error)."""
+        ticket = await self.admit(workspace_id, user_id, **admission)
+        if input_estimate is None:
+            input_estimate = admission["max_usage"].get("input_tokens", 0)
+        return MeteredCall(self, ticket, input_estimate, stopped or _not_stopped)
 
     @asynccontextmanager
-    async def hold(
+    async def session(
         self, workspace_id: uuid.UUID, user_id: uuid.UUID | None, **admission: Any
-    ) -> AsyncIterator[Metered]:
-        """Admits, yields a handle to settle with, and releases on any exception or if unsettled."""
-        ticket = await self.admit(workspace_id, user_id, **admission)
-        metered = Metered(self, ticket)
-        try:
-            yield metered
-        except BaseException as exc:
-            if metered.settlement is None:
-                await self.release(ticket.hold_id, outcome_of(exc))
-            raise
-        if metered.settlement is None:
-            await self.release(ticket.hold_id, Outcome.INTERNAL_ERROR)
+    ) -> AsyncIterator[MeteredCall]:
+        """Admits, yields the session, and settles whatever the block leaves open (see
+        billing/session.py): every paid path runs inside one."""
+        async with await self.open_session(workspace_id, user_id, **admission) as call:
+            yield call
+
+    hold = session  # the older name
 
     @staticmethod
     def _already(hold: Hold) -> Settlement:
         return Settlement(hold.id, hold.status, hold.captured or 0, None, already_settled=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Extension:
+    hold_id: uuid.UUID
+    amount: int  # the hold's amount now
+    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,88 +583,68 @@ class _NewHold:
     workspace_id: uuid.UUID
     user_id: uuid.UUID | None
     operation: str
-    model: str
+    price: Price
     amount: int
-    rates: dict[str, int]
+    units: int
     idempotency_key: str | None
     expires_at: datetime
     now: datetime
-    metered_by_plan: bool
+    owner: Owner | None
+    output_allowance: int | None = None
 
     @property
     def key(self) -> str:
         return self.idempotency_key or f"hold:{self.id}"
+
+    @property
+    def day(self) -> str:
+        return self.now.strftime("%Y-%m-%d")
+
+    @property
+    def member_key(self) -> str | None:
+        """The member's monthly-cap counter (its cap is read by the database, per member)."""
+        if self.user_id is None:
+            return None
+        return f"member:{self.workspace_id}:{self.user_id}:{self.now.strftime('%Y-%m')}"
+
+    def as_item(self, price_version: str, rules: Mapping[str, list[Any]]) -> dict[str, Any]:
+        """The argument of `lipika_admit_rules` (migration 0007)."""
+        return {
+            "id": self.id,
+            "workspace_id": self.workspace_id,
+            "user_id": self.user_id,
+            "operation": self.operation,
+            "model": self.price.name,
+            "amount": self.amount,
+            "price_version": price_version,
+            "rates": self.price.rates,
+            "key": self.key,
+            "expires_at": self.expires_at,
+            "owner_kind": self.owner.kind if self.owner else None,
+            "owner_id": self.owner.id if self.owner else None,
+            "member_key": self.member_key,
+            "rules": rules,
+        }
 
 
 def _duplicate() -> DuplicateRequest:
     return DuplicateRequest("a request with this idempotency key was already made")
 
 
+def _not_open() -> Conflict:
+    return Conflict("the hold is already settled", code="hold_not_open")
+
+
 def _no_hold() -> Conflict:
     return Conflict("no such hold", code="hold_not_found")
 
 
-def _not_in_plan(plan: Plan, model: str) -> ModelNotInPlan:
-    return ModelNotInPlan(
-        f"the {plan.label} plan does not include {model}", model=model, plan=plan.name
-    )
+def _not_stopped() -> Outcome | None:
+    return None
 
 
-def _request_limit(limit: int | None, model: str) -> DailyRequestLimitReached:
-    return DailyRequestLimitReached(
-        f"daily limit of {limit} requests to {model} reached", limit=limit, model=model
-    )
-
-
-def _daily_cap(cap: int | None, needed: int) -> DailyCreditCapReached:
-    return DailyCreditCapReached(
-        "the workspace's daily credit cap is reached", cap=cap, needed=needed
-    )
-
-
-def _member_cap(cap: int, needed: int) -> MemberMonthlyCapReached:
-    return MemberMonthlyCapReached(
-        "your monthly credit cap in this workspace is reached", cap=cap, needed=needed
-    )
-
-
-@dataclass
-class Metered:
-    meter: Meter
-    ticket: Ticket
-    settlement: Settlement | None = field(default=None)
-
-    async def settle(
-        self,
-        outcome: Outcome,
-        *,
-        usage: Mapping[str, int] | None = None,
-        usage_so_far: Mapping[str, int] | None = None,
-    ) -> Settlement:
-        self.settlement = await self.meter.settle(
-            self.ticket.hold_id,
-            outcome,
-            usage=usage,
-            usage_so_far=usage_so_far,
-            rates=self.ticket.rates,
-        )
-        self.meter.observer.charged(
-            self.meter.price_book.get(self.ticket.price),
-            outcome,
-            self.settlement,
-            usage=usage,
-            usage_so_far=usage_so_far,
-        )
-        return self.settlement
-
-
-def outcome_of(exc: BaseException) -> Outcome:
-    """The policy outcome of an exception that escaped a metered block (ours, unless it says)."""
-    return getattr(exc, "outcome", Outcome.INTERNAL_ERROR)
-
-
-def _credit_keys(counters: list[list[str]]) -> list[str]:
-    return [key for key, kind in counters if kind == "credits"]
+def _credit_keys(counters: list[list[Any]]) -> list[str]:
+    return [key for key, kind, *_ in counters if kind == "credits"]
 
 
 def build_meter(

@@ -89,6 +89,7 @@ class Hold(IdMixin, CreatedAtMixin, Base):
     __tablename__ = "holds"
     __table_args__ = (
         Index("ix_holds_open_expiry", "status", "expires_at"),
+        Index("ix_holds_owner", "owner_kind", "owner_id"),
         CheckConstraint("amount >= 0", name="amount_not_negative"),
     )
 
@@ -112,6 +113,10 @@ class Hold(IdMixin, CreatedAtMixin, Base):
     usage: Mapped[dict[str, int] | None] = mapped_column(JSON)
     outcome: Mapped[str | None] = mapped_column(String(50))
     settled_at: Mapped[datetime | None]
+    # What owns the hold (a chat request, an agent step, a job, a speech session): the resolver
+    # registered for the kind decides what happens to it once expired.
+    owner_kind: Mapped[str | None] = mapped_column(String(50))
+    owner_id: Mapped[str | None] = mapped_column(String(200))
 
 
 class UsageCounter(Base):

@@ -1,4 +1,12 @@
-"""The plan catalogue: which models a plan may use, its limits and its monthly credits."""
+"""The plan catalogue: which price-book entries (SKUs) a plan may use, its limits and its
+monthly credits.
+
+A plan gates every kind of entry, not only chat models: `models` lists the chat models it
+includes ("*" for all); `allow` and `refuse` name entries or whole kinds ("video", "research");
+an entry's own name decides before its kind. Entries of other kinds than "model" are allowed
+unless refused. Daily limits apply per member and entry: `daily_requests` (the "*" default
+applies to chat models only) and `daily_units`, in the entry's own unit (video or audio
+seconds, images, calls)."""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lipika.billing.pricebook import PriceBook
+from lipika.billing.pricebook import Price, PriceBook
 from lipika.kit.money import to_micro
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "plans.toml"
@@ -26,13 +34,38 @@ class Plan:
     models: frozenset[str] | None  # None: every model in the price book
     monthly_credits: int = 0  # micro-credits
     daily_credit_cap: int | None = None  # micro-credits, whole workspace
-    daily_requests: Mapping[str, int] = field(default_factory=dict)  # per member and model
+    daily_requests: Mapping[str, int] = field(default_factory=dict)  # per member and entry
+    allow: frozenset[str] = frozenset()  # entries or kinds allowed (an entry beats its kind)
+    refuse: frozenset[str] = frozenset()  # entries or kinds refused
+    daily_units: Mapping[str, int] = field(default_factory=dict)  # per member and entry
 
-    def allows(self, model: str) -> bool:
-        return self.models is None or model in self.models
+    def allows(self, name: str, kind: str = "model") -> bool:
+        """Whether the plan includes the entry `name` of kind `kind`."""
+        if name in self.refuse:
+            return False
+        if name in self.allow:
+            return True
+        if kind in self.refuse:
+            return False
+        if kind == "model":
+            return self.models is None or name in self.models
+        return True
+
+    def allows_price(self, price: Price) -> bool:
+        return self.allows(price.name, price.kind)
 
     def daily_request_limit(self, model: str) -> int | None:
         return self.daily_requests.get(model, self.daily_requests.get("*"))
+
+    def request_limit_for(self, price: Price) -> int | None:
+        """Daily requests per member for an entry; the "*" default is for chat models."""
+        if price.kind == "model":
+            return self.daily_request_limit(price.name)
+        return self.daily_requests.get(price.name)
+
+    def unit_limit_for(self, price: Price) -> int | None:
+        """Daily units per member for an entry (its own unit: seconds, images, calls)."""
+        return self.daily_units.get(price.name)
 
 
 @dataclass(frozen=True)
@@ -72,12 +105,19 @@ def _plan(name: str, spec: Mapping[str, Any], price_book: PriceBook) -> Plan:
             raise PlanCatalogueError(
                 f"plan {name!r} names models the price book lacks: {sorted(unknown)}"
             )
-    requests = dict(spec.get("daily_requests", {}))
-    for model, limit in requests.items():
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+    requests = _limits(name, "daily_requests", spec, price_book, wildcard=True)
+    units = _limits(name, "daily_units", spec, price_book, wildcard=False)
+    kinds = {p.kind for p in price_book.prices.values()}
+    gates = {}
+    for key in ("allow", "refuse"):
+        named = frozenset(spec.get(key, []))
+        unknown = {n for n in named if price_book.get(n) is None and n not in kinds}
+        if unknown:
             raise PlanCatalogueError(
-                f"plan {name!r}: daily_requests[{model!r}] must be a whole number"
+                f"plan {name!r}: {key} names entries or kinds the price book lacks: "
+                f"{sorted(unknown)}"
             )
+        gates[key] = named
     try:
         monthly = to_micro(spec.get("monthly_credits", 0))
         cap = to_micro(spec["daily_credit_cap"]) if "daily_credit_cap" in spec else None
@@ -92,4 +132,21 @@ def _plan(name: str, spec: Mapping[str, Any], price_book: PriceBook) -> Plan:
         monthly_credits=monthly,
         daily_credit_cap=cap,
         daily_requests=requests,
+        allow=gates["allow"],
+        refuse=gates["refuse"],
+        daily_units=units,
     )
+
+
+def _limits(
+    name: str, key: str, spec: Mapping[str, Any], price_book: PriceBook, *, wildcard: bool
+) -> dict[str, int]:
+    limits = dict(spec.get(key, {}))
+    for entry, limit in limits.items():
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise PlanCatalogueError(f"plan {name!r}: {key}[{entry!r}] must be a whole number")
+        if key == "daily_units" and (entry == "*" or price_book.get(entry) is None):
+            raise PlanCatalogueError(f"plan {name!r}: {key} names no price-book entry {entry!r}")
+        if not wildcard and entry == "*":
+            raise PlanCatalogueError(f"plan {name!r}: {key} takes entries, not '*'")
+    return limits

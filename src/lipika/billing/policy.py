@@ -60,7 +60,7 @@ POLICY: dict[Outcome, Rule] = {
         Rule(
             Outcome.CLIENT_DISCONNECT,
             Charge.USAGE_SO_FAR,
-            "The client hung up mid-stream: the input and the tokens produced before the hang-up.",
+            "The client hung up mid-stream: the input and the output sent to it before the hang-up.",
         ),
         Rule(
             Outcome.JOB_CANCELLED,
@@ -90,6 +90,22 @@ CAPTURE_ABOVE_HOLD = (
     "A hold is the most an operation may cost, quoted at admission. If the provider reports "
     "usage that prices above the hold, the user is charged the hold and no more; the excess is "
     "recorded on the hold as `overage` for operators."
+)
+
+
+USAGE_SO_FAR = (
+    "The usage so far is the provider's own count where it gave one; otherwise the input the "
+    "hold was sized for, and the output delivered: at least one token per streamed piece, or "
+    "four characters a token, whichever is more. A call that was sent is never free for lack "
+    "of a count."
+)
+
+STALLED_STREAM = (
+    "A stream is relayed with back-pressure: the next piece is pulled from the provider only "
+    "once the previous one was handed to the client's connection, and a connection buffers at "
+    "most a few tens of KiB. A client that stops reading stops the stream; if it then hangs "
+    "up, it is charged (as `client_disconnect`) the output that was sent to it, not the rest "
+    "of the answer."
 )
 
 

@@ -1,6 +1,6 @@
-"""The PostgreSQL side of the meter: batched calls of the ledger functions (migration 0003).
+"""The PostgreSQL side of the meter: batched calls of the ledger functions (migrations 0003, 0007).
 
-Concurrent admissions (and settlements) are coalesced into one call of `lipika_admit_many`
+Concurrent admissions (and settlements) are coalesced into one call of `lipika_admit_rules_many`
 (`lipika_settle_many`): one round trip, one transaction and one commit for all of them, sent in
 workspace order, which is the lock order every ledger function follows.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -30,38 +31,38 @@ class PostgresLedger:
     ) -> None:
         self.engine = engine
         self._orphan_admitted = orphan_admitted
-        self._admits: MicroBatcher[list[Any], str] = MicroBatcher(
+        self._admits: MicroBatcher[dict[str, Any], str] = MicroBatcher(
             self._admit_many, max_in_flight=batches_in_flight, orphan=self._orphan
         )
         self._settles: MicroBatcher[list[Any], list[Any]] = MicroBatcher(
             self._settle_many, max_in_flight=batches_in_flight
         )
 
-    async def admit(self, item: list[Any]) -> str:
-        """One `lipika_admit` argument list (without now/day/default plan); '' or a refusal."""
+    async def admit(self, item: dict[str, Any]) -> str:
+        """One `lipika_admit_rules` argument (migration 0007); '' or a refusal."""
         return await self._admits.submit(item)
 
     async def settle(self, item: list[Any]) -> list[Any]:
         """["capture", id, cost, usage, outcome] or ["release", id, status, outcome]."""
         return await self._settles.submit(item)
 
-    def _orphan(self, item: list[Any], refusal: str) -> None:
+    def _orphan(self, item: dict[str, Any], refusal: str) -> None:
         if not refusal:
-            self._orphan_admitted(item[0])
+            self._orphan_admitted(item["id"])
 
-    async def _admit_many(self, items: list[list[Any]]) -> list[str]:
+    async def _admit_many(self, items: list[dict[str, Any]]) -> list[str]:
         now = utcnow()
         return await self._in_workspace_order(
             items,
             lambda ordered: self._call(
-                "SELECT lipika_admit_many($1::jsonb, $2, $3, $4)",
+                "SELECT lipika_admit_rules_many($1::jsonb, $2, $3, $4)",
                 orjson.dumps(ordered, default=str).decode(),
                 now,
                 now.strftime("%Y-%m-%d"),
                 DEFAULT_PLAN,
                 durable=True,
             ),
-            workspace_of=lambda item: str(item[1]),
+            workspace_of=lambda item: str(item["workspace_id"]),
         )
 
     async def _settle_many(self, items: list[list[Any]]) -> list[list[Any]]:
@@ -89,10 +90,10 @@ class PostgresLedger:
 
     @staticmethod
     async def _in_workspace_order(
-        items: list[list[Any]],
-        call: Callable[[list[list[Any]]], Awaitable[list[Any]]],
+        items: list[Any],
+        call: Callable[[list[Any]], Awaitable[list[Any]]],
         *,
-        workspace_of: Callable[[list[Any]], str],
+        workspace_of: Callable[[Any], str],
     ) -> list[Any]:
         """Sends a batch ordered by workspace (one lock order for every transaction) and hands the
         results back in the callers' order. A deadlock still reported (by transactions of other
@@ -123,6 +124,29 @@ class PostgresLedger:
             if durable:
                 await driver.fetchval("SELECT txid_current()")
             return result
+
+    async def extend(
+        self,
+        hold_id: uuid.UUID,
+        more: int,
+        expires_at: datetime,
+        caps: dict[str, int | None],
+    ) -> tuple[str, int | None, datetime | None]:
+        """`lipika_extend` (migration 0007): (refusal or '', amount, expires_at). Committed
+        synchronously: an extension is durable before the caller spends it."""
+        now = utcnow()
+        async with self.engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            row = await driver.fetchrow(
+                "SELECT * FROM lipika_extend($1, $2, $3, $4, $5::jsonb, $6)",
+                hold_id,
+                more,
+                expires_at,
+                now.strftime("%Y-%m-%d"),
+                orjson.dumps(caps).decode(),
+                DEFAULT_PLAN,
+            )
+        return row["refusal"], row["amount"], row["expires_at"]
 
     async def _call_rows(self, sql: str, *args: object) -> list[Any]:
         async with self.engine.connect() as conn:

@@ -13,6 +13,10 @@ from lipika.kit.money import ceil_div, to_micro
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "pricebook.toml"
 
 TOKEN_BLOCK = 1_000_000  # token prices are per million tokens
+# The output a request without `max_tokens` may write, when its model names no default: the
+# hold is sized for it (not for the model's ceiling, often 64k-128k tokens) and the answer is
+# cut there.
+DEFAULT_OUTPUT_TOKENS = 4096
 _MODEL_RATES = {
     "input_per_mtok": "input_tokens",
     "output_per_mtok": "output_tokens",
@@ -24,7 +28,7 @@ _TOOL_RATES = {
     "per_audio_second": "audio_seconds",
     "per_call": "calls",
 }
-_TOKEN_UNITS = frozenset(_MODEL_RATES.values())
+TOKEN_UNITS = frozenset(_MODEL_RATES.values())
 
 
 class PriceBookError(ValueError):
@@ -44,7 +48,7 @@ def cost_of(rates: Mapping[str, int], usage: Mapping[str, int]) -> int:
             continue
         if unit not in rates:
             raise ValueError(f"no price for unit {unit!r}")
-        block = TOKEN_BLOCK if unit in _TOKEN_UNITS else 1
+        block = TOKEN_BLOCK if unit in TOKEN_UNITS else 1
         total += ceil_div(quantity * rates[unit], block)
     return total
 
@@ -60,9 +64,17 @@ class Price:
     label: str = ""
     context_window: int | None = None
     max_output_tokens: int | None = None
+    default_output_tokens: int | None = None
 
     def cost(self, usage: Mapping[str, int]) -> int:
         return cost_of(self.rates, usage)
+
+    def output_allowance(self, requested: int | None) -> int:
+        """The most output tokens a request may write (and its hold is sized for): what it
+        asked for, else the model's default allowance; never above the model's ceiling."""
+        ceiling = self.max_output_tokens or DEFAULT_OUTPUT_TOKENS
+        default = self.default_output_tokens or DEFAULT_OUTPUT_TOKENS
+        return min(requested or default, ceiling)
 
 
 @dataclass(frozen=True)
@@ -105,7 +117,9 @@ class PriceBook:
 
 def _model_price(name: str, spec: Mapping[str, Any]) -> Price:
     unknown = (
-        set(spec) - set(_MODEL_RATES) - {"provider", "label", "context_window", "max_output_tokens"}
+        set(spec)
+        - set(_MODEL_RATES)
+        - {"provider", "label", "context_window", "max_output_tokens", "default_output_tokens"}
     )
     if unknown:
         raise PriceBookError(f"model {name!r}: unknown fields {sorted(unknown)}")
@@ -128,6 +142,11 @@ def _model_price(name: str, spec: Mapping[str, Any]) -> Price:
         label=str(spec.get("label", "")),
         context_window=_positive_int(name, "context_window", spec["context_window"]),
         max_output_tokens=_positive_int(name, "max_output_tokens", spec["max_output_tokens"]),
+        default_output_tokens=(
+            _positive_int(name, "default_output_tokens", spec["default_output_tokens"])
+            if "default_output_tokens" in spec
+            else None
+        ),
     )
 
 

@@ -273,19 +273,40 @@ class LedgerRepository:
         )
         return result.one_or_none()
 
-    async def overdue_holds(self, now: datetime, limit: int) -> Sequence[uuid.UUID]:
-        return (
-            (
-                await self.db.execute(
-                    select(holds.c.id)
-                    .where(holds.c.status == HoldStatus.OPEN, holds.c.expires_at < now)
-                    .order_by(holds.c.expires_at)
-                    .limit(limit)
+    async def overdue_holds(
+        self, now: datetime, limit: int, *, after: tuple[datetime, uuid.UUID] | None = None
+    ) -> list[Hold]:
+        """Open holds past their expiry, oldest first, from after `after` (expiry, id): a pass
+        pages past the holds it leaves open for later."""
+        query = select(holds).where(holds.c.status == HoldStatus.OPEN, holds.c.expires_at < now)
+        if after is not None:
+            expires_at, hold_id = after
+            query = query.where(
+                or_(
+                    holds.c.expires_at > expires_at,
+                    and_(holds.c.expires_at == expires_at, holds.c.id > hold_id),
                 )
             )
-            .scalars()
-            .all()
+        rows = await self.db.execute(query.order_by(holds.c.expires_at, holds.c.id).limit(limit))
+        return [Hold(**row._mapping) for row in rows.all()]
+
+    async def lock_wallet(self, workspace_id: uuid.UUID) -> None:
+        """Takes the wallet's row lock (PostgreSQL; SQLite's writer lock already covers it), the
+        first lock of every ledger transaction."""
+        await self.db.execute(
+            select(wallets.c.workspace_id)
+            .where(wallets.c.workspace_id == workspace_id)
+            .with_for_update()
         )
+
+    async def grow_hold(self, hold_id: uuid.UUID, more: int, expires_at: datetime) -> Row[Any]:
+        result = await self.db.execute(
+            update(holds)
+            .where(holds.c.id == hold_id, holds.c.status == HoldStatus.OPEN)
+            .values(amount=holds.c.amount + more, expires_at=expires_at)
+            .returning(holds.c.amount, holds.c.expires_at)
+        )
+        return result.one()
 
     # -- limit counters --------------------------------------------------------------------
 
@@ -300,6 +321,10 @@ class LedgerRepository:
             where=counters.c.value + stmt.excluded.value <= limit,
         ).returning(counters.c.value)
         return (await self.db.execute(stmt)).scalar_one_or_none() is not None
+
+    async def counter_value(self, key: str) -> int:
+        value = await self.db.scalar(select(counters.c.value).where(counters.c.key == key))
+        return int(value or 0)
 
     async def add_to_counters(self, keys: Sequence[str], delta: int) -> None:
         if keys and delta:
@@ -354,11 +379,11 @@ class LedgerRepository:
             )
         )
         for hold_id, named in open_holds.all():
-            if [key, "credits"] not in named:
+            if all(counter[0] != key for counter in named):
                 await self.db.execute(
                     update(holds)
                     .where(holds.c.id == hold_id)
-                    .values(counters=[*named, [key, "credits"]])
+                    .values(counters=[*named, [key, "credits", 0]])
                 )
 
     async def prune_counters(self, before_day: str) -> int:

@@ -82,3 +82,22 @@ class PolicyRow(BaseModel):
 class ChargePolicyOut(BaseModel):
     rules: list[PolicyRow]
     capture_above_hold: str
+    usage_so_far: str
+    stalled_stream: str
+
+
+class SkuOut(BaseModel):
+    id: str
+    kind: str = Field(description='"model", "call", "image", "video", "research", "stt", ...')
+    label: str
+    prices: dict[str, int] = Field(description="micro-credits per `per` units of each unit")
+    per: dict[str, int] = Field(description="how many units each price is for (tokens: 10^6)")
+    allowed: bool = Field(description="whether the caller's plan includes it")
+    daily_requests: int | None = Field(description="the plan's daily requests per member")
+    daily_units: int | None = Field(description="the plan's daily units per member")
+
+
+class CatalogueOut(BaseModel):
+    price_version: str
+    plan: str
+    data: list[SkuOut]

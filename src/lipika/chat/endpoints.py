@@ -7,7 +7,6 @@ from starlette.responses import StreamingResponse
 
 from lipika.auth.dependencies import CurrentMember, SettingsDep
 from lipika.billing.dependencies import BillingDep, MeterDep
-from lipika.billing.meter import Metered
 from lipika.chat import service
 from lipika.chat.schemas import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
 from lipika.chat.stream import ChatStream
@@ -39,17 +38,17 @@ async def chat_completions(
     if not body.stream:
         return await service.complete(body, me, meter, request.state.providers, idempotency_key)
     prepared = service.prepare(body, meter, request.state.providers)
-    ticket = await meter.admit(
+    call = await meter.open_session(
         me.workspace_id, me.user_id, **service.admission(me, prepared, idempotency_key)
     )
     stream = ChatStream(
         prepared,
-        Metered(meter, ticket),
+        call,
         include_usage=bool(body.stream_options and body.stream_options.include_usage),
         budget=settings.stream_budget_seconds,
     )
     await stream.start(wait=settings.stream_heartbeat_seconds)
-    return sse.sse_response(stream.frames(), heartbeat=settings.stream_heartbeat_seconds)
+    return sse.EventStream(stream, heartbeat=settings.stream_heartbeat_seconds)
 
 
 @router.get("/v1/models", response_model=ModelList)

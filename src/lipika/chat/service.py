@@ -1,6 +1,8 @@
 """A chat completion: admit a hold for the most it can cost, call the model, settle by policy.
 
 The streamed variant lives in `chat/stream.py`; both share `prepare` and `admission`.
+Which model serves a request is the one resolver's to say (`billing.catalogue.chat_model`, which
+the agent uses too).
 """
 
 from __future__ import annotations
@@ -9,12 +11,10 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import structlog
-
 from lipika.auth.dependencies import Principal
-from lipika.billing.meter import Meter, Settlement
+from lipika.billing.catalogue import chat_model
+from lipika.billing.meter import Meter, Owner, Settlement
 from lipika.billing.plans import DEFAULT_PLAN, Plan
-from lipika.billing.policy import Outcome
 from lipika.billing.pricebook import Price
 from lipika.billing.service import BillingService
 from lipika.chat.schemas import (
@@ -27,26 +27,8 @@ from lipika.chat.schemas import (
     PromptTokensDetails,
 )
 from lipika.errors import LipikaError, NotFound
-from lipika.providers.base import (
-    ChatProvider,
-    ChatRequest,
-    Message,
-    ProviderError,
-    Usage,
-    usage_so_far,
-)
+from lipika.providers.base import ChatProvider, ChatRequest, Message, ProviderError, Usage
 from lipika.providers.registry import ProviderRegistry
-
-log = structlog.get_logger()
-
-
-class ModelUnavailable(LipikaError):
-    """The provider is not configured on this server: no retry will change that."""
-
-    status_code = 503
-    code = "model_unavailable"
-    type = "api_error"
-    should_retry = False
 
 
 class UpstreamFailed(LipikaError):
@@ -55,7 +37,6 @@ class UpstreamFailed(LipikaError):
     def __init__(self, exc: ProviderError) -> None:
         super().__init__(str(exc) or "the model provider failed", code=exc.code)
         self.status_code = exc.status_code
-        self.outcome = exc.outcome  # the meter releases the hold under the provider's outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +49,8 @@ class Prepared:
 
 
 def prepare(body: ChatCompletionRequest, meter: Meter, providers: ProviderRegistry) -> Prepared:
-    price = meter.price_book.get(body.model)
-    if price is None or price.kind != "model":
-        raise NotFound(f"model {body.model!r} does not exist", code="model_not_found")
-    provider = providers.get(price.provider or "")
-    if provider is None or not provider.available:
-        raise ModelUnavailable(f"model {body.model!r} is not available on this server")
-    ceiling = price.max_output_tokens or 0  # the price book requires it for every model
-    limit = min(body.output_limit or ceiling, ceiling)
+    price, provider = chat_model(meter.price_book, providers, body.model)
+    limit = price.output_allowance(body.output_limit)
     request = ChatRequest(
         model=body.model,
         messages=[Message(_role(m.role), m.text()) for m in body.messages],
@@ -92,6 +67,7 @@ def admission(member: Principal, prepared: Prepared, idempotency_key: str | None
         "operation": "chat.completion",
         "price": prepared.request.model,
         "max_usage": prepared.max_usage,
+        "owner": Owner("chat.request", uuid.uuid4().hex),
         "idempotency_key": (
             f"chat:{member.workspace_id}:{idempotency_key}" if idempotency_key else None
         ),
@@ -106,21 +82,18 @@ async def complete(
     idempotency_key: str | None,
 ) -> ChatCompletion:
     prepared = prepare(body, meter, providers)
-    async with meter.hold(
-        member.workspace_id, member.user_id, **admission(member, prepared, idempotency_key)
-    ) as held:
-        try:
+    try:
+        async with meter.session(
+            member.workspace_id, member.user_id, **admission(member, prepared, idempotency_key)
+        ) as call:
             result = await prepared.provider.complete(prepared.request)
-        except ProviderError as exc:
-            raise UpstreamFailed(exc) from exc
-        usage = result.usage
-        if usage.input_tokens == 0:
-            # Never silently free: an answer without usage is charged the hold's input
-            # estimate and its text at four characters a token.
-            log.warning("provider reported no usage", model=prepared.request.model)
-            delivered = -(-len(result.text) // 4)
-            usage = usage_so_far(usage, prepared.max_usage["input_tokens"], delivered)
-        settlement = await held.settle(Outcome.SUCCESS, usage=usage.units())
+            call.report(result.usage)
+            call.deliver(result.text)
+            call.deliver_tool_calls(result.tool_calls)
+            settlement = await call.succeed()
+            usage = call.usage()
+    except ProviderError as exc:
+        raise UpstreamFailed(exc) from exc
     return ChatCompletion(
         id=f"chatcmpl-{uuid.uuid4().hex}",
         created=int(time.time()),

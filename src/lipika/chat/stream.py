@@ -1,9 +1,10 @@
 """The streamed chat completion: provider deltas relayed as OpenAI chunks, metered end to end.
 
 The hold is admitted before the response starts (so a refusal is a plain HTTP error), and the
-stream settles exactly once however it ends: by the provider's reported usage on success, by the
-charge policy on a provider error, a timeout or a client disconnect. Settlement runs shielded,
-so the cancellation that a disconnect delivers cannot interrupt it.
+stream settles exactly once however it ends, through its metering session (billing/session.py):
+by the provider's reported usage on success, by the charge policy on a provider error, a
+timeout or a client disconnect. The producer is a plain coroutine, not a generator the response
+iterates: every write happens inside the session, so nothing can leave it unsettled.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from collections.abc import AsyncIterator
 import orjson
 import structlog
 
-from lipika.billing.meter import Metered, Settlement
 from lipika.billing.policy import Outcome
+from lipika.billing.session import MeteredCall, outcome_of
 from lipika.chat.schemas import CompletionUsage
 from lipika.chat.service import Prepared, UpstreamFailed, completion_usage
 from lipika.errors import LipikaError
 from lipika.kit import sse
-from lipika.providers.base import Finish, ProviderError, StreamEvent, Usage, usage_so_far
+from lipika.providers.base import Finish, ProviderError, StreamEvent, Usage
 
 log = structlog.get_logger()
 
@@ -73,106 +74,110 @@ class ChunkFrames:
 
 
 class ChatStream:
-    """One metered stream: `frames()` is the response body, to be run under `sse_response`."""
+    """One metered stream; the object is the response's producer (`sse.EventStream(stream)`).
+
+    It pulls the next provider event only once the previous frame was handed to the
+    connection: a client that stops reading stops the pull (kit/backpressure.py bounds what the
+    connection buffers), and the output charged at a hang-up is what was sent to it.
+    """
 
     def __init__(
-        self, prepared: Prepared, held: Metered, *, include_usage: bool, budget: float
+        self, prepared: Prepared, call: MeteredCall, *, include_usage: bool, budget: float
     ) -> None:
         self.prepared = prepared
-        self.held = held
+        self.call = call
         self.include_usage = include_usage
         self.budget = budget
         self.chunks = ChunkFrames(prepared.request.model)
-        self.reported: Usage | None = None
-        self.relayed = 0
-        self._settling: asyncio.Future[Settlement] | None = None
         self._events: AsyncIterator[StreamEvent]
         self._first: asyncio.Future[StreamEvent]
 
     async def start(self, wait: float) -> None:
         """Calls the provider and waits up to `wait` seconds for its first event, so that a
-        provider failing at once is answered with a plain HTTP error instead of a stream."""
-        self._events = self.prepared.provider.stream(self.prepared.request)
-        self._first = asyncio.ensure_future(anext(self._events))
-        await asyncio.wait({self._first}, timeout=wait)
-        if self._first.done() and isinstance(self._first.exception(), ProviderError):
-            exc = self._first.exception()
-            await self._settle(exc.outcome)
-            await self._events.aclose()
-            raise UpstreamFailed(exc) from exc
+        provider failing at once is answered with a plain HTTP error instead of a stream.
+        Anything that escapes (that error, a cancellation) settles the session by the table."""
+        async with contextlib.AsyncExitStack() as guard:
+            guard.push_async_exit(self.call)
+            self._events = self.prepared.provider.stream(self.prepared.request)
+            self._first = asyncio.ensure_future(anext(self._events))
+            guard.push_async_callback(self._close_upstream_if_failed)
+            await asyncio.wait({self._first}, timeout=wait)
+            if self._first.done() and isinstance(self._first.exception(), ProviderError):
+                exc = self._first.exception()
+                raise UpstreamFailed(exc) from exc
+            guard.pop_all()  # the stream goes on: the producer owns the session from here
 
-    async def frames(self) -> AsyncIterator[bytes]:
-        yield self.chunks.role()
+    async def __call__(self, write: sse.Write) -> None:
+        """Writes the response body. The whole body, each of its writes included, runs inside
+        the session: however it ends (the last frame, a provider error, the budget, or the
+        cancellation of a client that left, even while a write is blocked on it), the hold is
+        settled once, shielded, and the provider's stream is closed."""
+        async with self.call, contextlib.AsyncExitStack() as upstream:
+            upstream.push_async_callback(self._close_upstream)  # however the body ends
+            await write(self.chunks.role())
+            try:
+                async with asyncio.timeout(self.budget):
+                    finish = await self._relay(write)
+            except sse.ClientGone:
+                raise  # the session settles it as the client's hang-up
+            except ProviderError as exc:
+                failure: LipikaError = UpstreamFailed(exc)
+                await self.call.settle(outcome_of(exc, produced_output=self.call.produced_output))
+            except TimeoutError:
+                failure = StreamTimedOut(f"the stream ran past its {self.budget:g} s budget")
+                await self.call.settle(Outcome.PROVIDER_TIMEOUT)
+            except Exception:
+                log.exception("chat stream failed", model=self.prepared.request.model)
+                failure = StreamFailed("the stream failed on our side; nothing was charged")
+                await self.call.settle(Outcome.INTERNAL_ERROR)
+            else:
+                await self._finish(write, finish)
+                return
+            await write(sse.frame(failure.body()))
+
+    async def _relay(self, write: sse.Write) -> str:
+        """Relays the provider's events until its `Finish`; returns the finish reason."""
         finish = "stop"
         try:
-            async with asyncio.timeout(self.budget):
-                async for event in self._provider_events():
-                    if type(event) is str:
-                        if event:
-                            self.relayed += 1
-                            yield self.chunks.content(event)
-                    elif type(event) is Usage:
-                        self.reported = event
-                    elif type(event) is Finish:
-                        finish = event.reason
-        except asyncio.CancelledError:
-            await self._settle(Outcome.CLIENT_DISCONNECT)
-            raise
-        except ProviderError as exc:
-            error: LipikaError = UpstreamFailed(exc)
-            outcome = exc.outcome_given(produced_output=bool(self.relayed))
-        except TimeoutError:
-            error = StreamTimedOut(f"the stream ran past its {self.budget:g} s budget")
-            outcome = Outcome.PROVIDER_TIMEOUT
-        except Exception:
-            log.exception("chat stream failed", model=self.prepared.request.model)
-            error = StreamFailed("the stream failed on our side; nothing was charged")
-            outcome = Outcome.INTERNAL_ERROR
-        else:
-            yield self.chunks.finish(finish)
             try:
-                settlement = await self._settle(Outcome.SUCCESS)
-            except Exception:  # the hold stays open; reconciliation releases it
-                log.exception("chat stream settlement failed", hold=str(self.held.ticket.hold_id))
-                yield sse.frame(StreamFailed("the charge could not be recorded").body())
-                return
-            if self.include_usage:
-                usage = self.reported or self._usage_so_far()
-                yield self.chunks.usage(completion_usage(usage, settlement))
-            yield sse.DONE
-            return
-        await self._settle(outcome)
-        yield sse.frame(error.body())
-
-    async def _provider_events(self) -> AsyncIterator[StreamEvent]:
-        """The first event (awaited by `start`), then the rest; the provider stream is closed
-        however this ends, which is what cancels the upstream call on a disconnect."""
-        try:
-            try:
-                yield await self._first
+                event = await self._first
             except StopAsyncIteration:
-                return
-            async for event in self._events:
-                yield event
+                return finish
+            while True:
+                if type(event) is str:
+                    if event:
+                        await write(self.chunks.content(event))
+                        self.call.deliver(event)
+                elif type(event) is Usage:
+                    self.call.report(event)
+                elif type(event) is Finish:
+                    finish = event.reason
+                try:
+                    event = await anext(self._events)
+                except StopAsyncIteration:
+                    return finish
         finally:
-            if not self._first.done():
-                self._first.cancel()
-                with contextlib.suppress(BaseException):
-                    await self._first
-            await self._events.aclose()
+            await self._close_upstream()
 
-    def _usage_so_far(self) -> Usage:
-        """What the provider reported, or (before it reports) the hold's input estimate and one
-        token per relayed delta."""
-        return usage_so_far(self.reported, self.prepared.max_usage["input_tokens"], self.relayed)
+    async def _finish(self, write: sse.Write, finish: str) -> None:
+        await write(self.chunks.finish(finish))
+        try:
+            settlement = await self.call.succeed()
+        except Exception:  # the hold stays open; reconciliation releases it
+            log.exception("chat stream settlement failed", hold=str(self.call.ticket.hold_id))
+            await write(sse.frame(StreamFailed("the charge could not be recorded").body()))
+            return
+        if self.include_usage:
+            await write(self.chunks.usage(completion_usage(self.call.usage(), settlement)))
+        await write(sse.DONE)
 
-    async def _settle(self, outcome: Outcome) -> Settlement:
-        """Settles once, in a task of its own: a cancellation waiting on it leaves it running."""
-        if self._settling is None:
-            if outcome is Outcome.SUCCESS and self.reported is None:
-                log.warning("provider reported no usage", model=self.prepared.request.model)
-            usage = (self.reported or self._usage_so_far()).units()
-            self._settling = asyncio.ensure_future(
-                self.held.settle(outcome, usage=usage, usage_so_far=self._usage_so_far().units())
-            )
-        return await asyncio.shield(self._settling)
+    async def _close_upstream(self) -> None:
+        """Closes the provider's stream, which cancels the upstream call if it still runs."""
+        if not self._first.done():
+            self._first.cancel()
+            with contextlib.suppress(BaseException):
+                await self._first
+        await self._events.aclose()
+
+    async def _close_upstream_if_failed(self) -> None:
+        await self._close_upstream()

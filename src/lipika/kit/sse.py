@@ -27,6 +27,10 @@ Write: TypeAlias = Callable[[bytes], Awaitable[None]]  # sends one or more frame
 Producer: TypeAlias = Callable[[Write], Awaitable[None]]  # writes the body's frames, then returns
 
 
+class ClientGone(ConnectionError):
+    """A write to a stream whose client has hung up: nothing more reaches it."""
+
+
 def frame(payload: Any) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
@@ -42,8 +46,8 @@ class EventStream(Response):
     `produce(write)` runs as the producer task and returns when the body is complete; the
     `write` it is given may be called from any task (an agent run writes from its own), so a
     relayed token costs one task step and no hand-off between tasks. The request's own task
-    only waits for the producer to finish or for the client to leave; on a disconnect it
-    cancels the producer once (plain asyncio cancellation, so the producer's cleanup, such as
+    only waits for the producer to finish or for the client to leave; once the client has
+    left, `write` raises `ClientGone`, and the request's task cancels the producer once (plain asyncio cancellation, so the producer's cleanup, such as
     settling a hold, runs to the end) and waits for it. A timer per heartbeat period writes a
     comment when the period passed without a frame.
     """
@@ -64,6 +68,11 @@ class EventStream(Response):
         beats: set[asyncio.Task[None]] = set()
 
         async def write(chunk: bytes) -> None:
+            # The server drops writes after a hang-up without a word, and a producer reading
+            # buffered provider events may not yield for many of them: refuse them instead, so
+            # that nothing written after the hang-up counts as sent.
+            if watcher.done():
+                raise ClientGone("the client has left")
             nonlocal quiet
             quiet = False
             await send({"type": "http.response.body", "body": chunk, "more_body": True})

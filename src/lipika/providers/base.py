@@ -1,255 +1,61 @@
-"""The one interface every chat provider implements, and the errors they map theirs to."""
-
-from __future__ import annotations
-
-import abc
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeAlias, TypeVar
-
-from orjson import JSONDecodeError, dumps, loads
-
-from lipika.billing.policy import Outcome
-
-
-@dataclass(frozen=True, slots=True)
-class Tool:
-    """A tool the model may call: its arguments are a JSON object of the `parameters` schema."""
-
-    name: str
-    description: str
-    parameters: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCall:
-    """A call the model asked for. `id` is the provider's (Gemini sends none: the adapter
-    makes one); the tool message that answers it carries the same id."""
-
-    id: str
-    name: str
-    arguments: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    role: Literal["system", "user", "assistant", "tool"]
-    content: str
-    tool_calls: tuple[ToolCall, ...] = ()  # an assistant's calls
-    tool_call_id: str | None = None  # a tool message: the call it answers (None: plain text)
-    name: str | None = None  # a tool message: the tool's name (Gemini answers calls by name)
-
-
-@dataclass(frozen=True, slots=True)
-class ChatRequest:
-    model: str
-    messages: list[Message]
-    max_output_tokens: int
-    temperature: float | None = None
-    tools: tuple[Tool, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_input_tokens: int = 0
-
-    def units(self) -> dict[str, int]:
-        """In the price book's units. Cached tokens are billed at the cached rate, not twice."""
-        return {
-            "input_tokens": self.input_tokens - self.cached_input_tokens,
-            "cached_input_tokens": self.cached_input_tokens,
-            "output_tokens": self.output_tokens,
-        }
-
-
-def usage_so_far(reported: Usage | None, input_estimate: int, delivered: int) -> Usage:
-    """What a call used up to a stop (or when its provider never said): the provider's count
-    where it gave one, the output at least what was delivered, else the hold's input estimate."""
-    reported = reported or Usage()
-    return Usage(
-        reported.input_tokens or input_estimate,
-        max(reported.output_tokens, delivered),
-        reported.cached_input_tokens,
-    )
-
-
-FinishReason: TypeAlias = Literal["stop", "length", "content_filter", "tool_calls"]
-
-
-@dataclass(frozen=True, slots=True)
-class ChatResult:
-    text: str
-    usage: Usage
-    finish_reason: FinishReason = "stop"
-    provider_request_id: str | None = field(default=None)
-    tool_calls: tuple[ToolCall, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Finish:
-    reason: FinishReason
-    tool_calls: tuple[ToolCall, ...] = ()  # whole, once their arguments have all arrived
-
-
-# What `ChatProvider.stream` yields: a text delta (str) as it arrives; a `Usage` whenever the
-# provider reports one (cumulative: the latest replaces earlier ones); one `Finish` at the end,
-# with the tool calls the model asked for.
-StreamEvent: TypeAlias = str | Usage | Finish
-
-
-class ChatProvider(abc.ABC):
-    """One module per provider implements this; the registry maps provider names to instances."""
-
-    name: str
-
-    @property
-    def available(self) -> bool:
-        """False when the provider is not configured (no API key): listed, but refused."""
-        return True
-
-    def estimate_input_tokens(self, request: ChatRequest) -> int:
-        """An upper estimate of the input tokens, for the hold placed before the call.
-
-        No tokenizer is cheap and exact for every provider; English runs near four characters a
-        token, so half the characters plus a per-message overhead stays above the real count for
-        ordinary text. Tool calls count their arguments' JSON, tools their schemas. Usage
-        above the hold is charged the hold, no more (recorded as overage).
-        """
-        chars = sum(len(m.content) for m in request.messages)
-        chars += sum(
-            len(call.name) + len(dumps(call.arguments))
-            for m in request.messages
-            for call in m.tool_calls
-        )
-        chars += sum(
-            len(t.name) + len(t.description) + len(dumps(t.parameters)) for t in request.tools
-        )
-        return chars // 2 + 8 * (len(request.messages) + 1)
-
-    @abc.abstractmethod
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        """One non-streamed completion. Raises a `ProviderError` subclass on failure."""
-
-    @abc.abstractmethod
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        """Streams a completion as `StreamEvent`s. Raises a `ProviderError` subclass on failure,
-        before or during the stream. Closing the iterator early (or cancelling the task reading
-        it) closes the upstream response, which is how a client disconnect cancels the call."""
-
-    async def aclose(self) -> None:  # noqa: B027 - optional hook
-        """Releases clients the provider holds."""
-
-    def tool_call(self, call_id: str, name: str, arguments: str) -> ToolCall:
-        """A call whose arguments arrived as JSON text (whole, or joined from stream pieces)."""
-        return ToolCall(call_id, name, parse_arguments(self.name, name, arguments))
-
-
-ClientT = TypeVar("ClientT")
-
-
-class SDKClientProvider(ChatProvider, Generic[ClientT]):
-    """A provider whose SDK client exists only when a key is configured; without one it is
-    listed but unavailable, and a call is refused before anything is sent."""
-
-    def __init__(self, client: ClientT | None) -> None:
-        self._client = client
-
-    @property
-    def available(self) -> bool:
-        return self._client is not None
-
-    @property
-    def client(self) -> ClientT:
-        if self._client is None:
-            raise ProviderAuthFailed(f"{self.name}: no API key is configured")
-        return self._client
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()  # type: ignore[attr-defined]
-
-
-class ProviderError(Exception):
-    """A provider failure, carrying the charge-policy outcome the meter settles with."""
-
-    status_code = 502
-    code = "provider_error"
-    outcome = Outcome.PROVIDER_ERROR_BEFORE_OUTPUT
-
-    def outcome_given(self, *, produced_output: bool) -> Outcome:
-        """The charge outcome, knowing whether any output had been produced before it."""
-        if produced_output and self.outcome is Outcome.PROVIDER_ERROR_BEFORE_OUTPUT:
-            return Outcome.PROVIDER_ERROR_MID_OUTPUT
-        return self.outcome
-
-
-class ProviderTimeout(ProviderError):
-    status_code = 504
-    code = "provider_timeout"
-    outcome = Outcome.PROVIDER_TIMEOUT
-
-
-class ProviderRateLimited(ProviderError):
-    status_code = 429
-    code = "provider_rate_limited"
-
-
-class ProviderOverloaded(ProviderError):
-    status_code = 503
-    code = "provider_overloaded"
-
-
-class ProviderRejected(ProviderError):
-    status_code = 400
-    code = "provider_rejected_request"
-    outcome = Outcome.REFUSED_BY_PROVIDER
-
-
-class ProviderAuthFailed(ProviderError):
-    status_code = 502
-    code = "provider_auth_failed"
-
-
-# How the providers' HTTP statuses read, for every adapter; anything else is a `ProviderError`.
-STATUS_ERRORS: dict[int, type[ProviderError]] = {
-    400: ProviderRejected,
-    401: ProviderAuthFailed,
-    403: ProviderAuthFailed,
-    404: ProviderRejected,
-    422: ProviderRejected,
-    429: ProviderRateLimited,
-    503: ProviderOverloaded,
-    529: ProviderOverloaded,
-}
-
-
-def parse_arguments(provider: str, name: str, text: str) -> dict[str, Any]:
-    """A tool call's arguments from the JSON text the model wrote (empty: no arguments)."""
-    try:
-        arguments = loads(text) if text else {}
-    except JSONDecodeError as exc:
-        raise ProviderError(f"{provider}: malformed arguments for the {name} tool: {exc}") from exc
-    if not isinstance(arguments, dict):
-        raise ProviderError(f"{provider}: the {name} tool's arguments are not a JSON object")
-    return arguments
-
-
-def turns(messages: Sequence[Message]) -> Iterator[Message | tuple[Message, ...]]:
-    """The conversation without its system messages, for the APIs that take the answers to
-    tool calls in one user turn (Anthropic, Gemini): consecutive answers (tool messages with
-    the id of the call they answer) come as one tuple."""
-    answers: list[Message] = []
-    for m in messages:
-        if m.role == "system":
-            continue
-        if m.role == "tool" and m.tool_call_id is not None:
-            answers.append(m)
-            continue
-        if answers:
-            yield tuple(answers)
-            answers = []
-        yield m
-    if answers:
-        yield tuple(answers)
+"""The provider interfaces, by capability, and the errors every adapter maps its own to.
+
+Providers report facts (which failure, the usage so far); they know nothing of credits. Which
+charge-policy outcome a failure is, is billing's to say (`billing.session.outcome_of`).
+
+    providers/errors.py        ProviderError and its kinds, the HTTP status map
+    providers/chat.py          the chat capability (requests, stream events, ChatProvider)
+    providers/capabilities.py  image, video, research and transcription (interfaces only)
+
+This module re-exports the chat capability and the errors, the names every adapter imports.
+"""
+
+from lipika.providers.chat import (
+    ChatProvider,
+    ChatRequest,
+    ChatResult,
+    ClientT,
+    Finish,
+    FinishReason,
+    Message,
+    SDKClientProvider,
+    StreamEvent,
+    Tool,
+    ToolCall,
+    Usage,
+    parse_arguments,
+    turns,
+)
+from lipika.providers.errors import (
+    STATUS_ERRORS,
+    ProviderAuthFailed,
+    ProviderError,
+    ProviderOverloaded,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderTimeout,
+)
+
+__all__ = [
+    "STATUS_ERRORS",
+    "ChatProvider",
+    "ChatRequest",
+    "ChatResult",
+    "ClientT",
+    "Finish",
+    "FinishReason",
+    "Message",
+    "ProviderAuthFailed",
+    "ProviderError",
+    "ProviderOverloaded",
+    "ProviderRateLimited",
+    "ProviderRejected",
+    "ProviderTimeout",
+    "SDKClientProvider",
+    "StreamEvent",
+    "Tool",
+    "ToolCall",
+    "Usage",
+    "parse_arguments",
+    "turns",
+]
