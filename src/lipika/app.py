@@ -34,6 +34,7 @@ from lipika.kit.middleware import (
 from lipika.providers.registry import build_registry
 from lipika.redis import create_redis
 from lipika.threads.endpoints import router as threads_router
+from lipika.threads.leases import RunLeases
 from lipika.workspaces.endpoints import router as workspaces_router
 
 log = structlog.get_logger()
@@ -57,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         meter = build_meter(settings, engine)
         providers = build_registry(settings)
         agent = await Agent.open(settings, meter, checkpoint_db, providers.providers)
+        run_leases = RunLeases(sessionmaker, settings.run_lease_seconds)
+        run_leases.start()
         reconciler = Reconciler(meter, sessionmaker)
         loop = asyncio.create_task(
             reconcile_forever(reconciler, redis, settings.reconcile_interval_seconds),
@@ -80,13 +83,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "meter": meter,
                 "providers": providers,
                 "agent": agent,
+                "run_leases": run_leases,
                 "reconciler": reconciler,
             }
         finally:
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
-            await agent.aclose()
+            await agent.aclose()  # each stopped run releases its thread ...
+            await run_leases.aclose()  # ... and this frees any this process still holds
             await meter.aclose()
             await providers.aclose()
             await checkpoint_db.close()
