@@ -29,8 +29,11 @@ from lipika.app import create_app
 from lipika.billing.models import HoldStatus
 from lipika.config import Settings
 from lipika.db import utcnow
+from lipika.providers.base import ChatProvider
 from lipika.providers.demo import DemoProvider
+from lipika.threads.leases import RunLease, RunLeases
 from lipika.threads.models import Thread
+from lipika.threads.repository import ThreadRepository
 from tests.fixtures.fakes.fixtures import FakeProviders
 from tests.threads.conftest import events_of, slow_demo
 
@@ -47,7 +50,9 @@ def _free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def _running(app: FastAPI) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+async def _running(
+    app: FastAPI,
+) -> AsyncIterator[tuple[dict[str, ChatProvider], httpx.AsyncClient]]:
     """The app with its lifespan, its providers (to swap the demo model), and a client."""
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
@@ -284,7 +289,9 @@ async def test_a_killed_servers_thread_is_free_within_the_lease(
 
 
 @pytest.fixture(scope="module")
-async def short_lease(settings: Settings) -> AsyncIterator[tuple[dict, httpx.AsyncClient]]:
+async def short_lease(
+    settings: Settings,
+) -> AsyncIterator[tuple[dict[str, ChatProvider], httpx.AsyncClient]]:
     """An app on the test databases whose runs hold their threads by a 3 s lease."""
     async with _running(create_app(_with(settings, run_lease_seconds=LEASE))) as running:
         yield running
@@ -388,3 +395,37 @@ async def test_shutdown_frees_the_threads_of_the_stopping_server(
     [hold] = await books.holds(uuid.UUID(account.personal_workspace_id))
     assert hold.status == HoldStatus.RELEASED
     await books.assert_balanced()
+
+
+async def test_a_run_whose_lease_goes_unrenewed_stops_before_the_lease_expires(
+    client: httpx.AsyncClient, sessionmaker, db_engine: AsyncEngine, signup, threads
+) -> None:
+    """No heartbeat at all (as when the database cannot be reached): the run is stopped while
+    its lease still stands, so nobody else can have taken the thread yet."""
+    account = await signup()
+    thread = await threads.create(account.headers)
+    leases = RunLeases(sessionmaker, LEASE)  # its heartbeat never started
+    run_id, taken_at = uuid.uuid4(), RunLeases.clock()
+    async with sessionmaker.begin() as session:
+        fence = await ThreadRepository(session).take_run(
+            uuid.UUID(thread["id"]),
+            uuid.UUID(account.personal_workspace_id),
+            uuid.UUID(account.user_id),
+            run_id=run_id,
+            owner=leases.owner,
+            lease=leases.lease,
+            model="demo",
+            title="t",
+        )
+    assert fence == 1
+    stopped: asyncio.Future[datetime] = asyncio.get_running_loop().create_future()
+    leases.hold(
+        RunLease(uuid.UUID(thread["id"]), run_id, fence, taken_at),
+        on_lost=lambda: stopped.set_result(utcnow()),
+    )
+    async with asyncio.timeout(FREED_WITHIN):
+        stopped_at = await stopped
+    _, _, expires_at, _ = await _lease_row(db_engine, thread["id"])
+    assert expires_at is not None and stopped_at < expires_at
+    await leases.aclose()
+    assert (await _lease_row(db_engine, thread["id"]))[0] is None  # shutdown frees it

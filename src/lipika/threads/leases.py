@@ -110,7 +110,8 @@ class RunLeases:
         self._heartbeat = asyncio.create_task(self._beat(), name="run-lease-heartbeat")
 
     async def aclose(self) -> None:
-        """Stops the heartbeat and frees every thread this process still holds."""
+        """Stops the heartbeat and frees every thread this process still holds (if the
+        database cannot be reached, their leases expire instead)."""
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -118,8 +119,11 @@ class RunLeases:
         for held in self._held.values():
             held.deadline.cancel()
         self._held.clear()
-        async with self.sessionmaker.begin() as session:
-            await ThreadRepository(session).release_owner(self.owner)
+        try:
+            async with self.sessionmaker.begin() as session:
+                await ThreadRepository(session).release_owner(self.owner)
+        except Exception as exc:  # noqa: BLE001 - shutdown goes on; the leases expire
+            log.warning("run_leases_not_released", owner=self.owner, error=repr(exc))
 
     async def _beat(self) -> None:
         while True:

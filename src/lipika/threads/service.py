@@ -63,7 +63,6 @@ class ThreadService:
             visibility=visibility,
             created_at=now,
             updated_at=now,
-            run_fence=0,
         )
         await self.repo.add(thread)
         return _out(thread, running=False)
