@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -99,8 +100,11 @@ class ThreadService:
     async def delete(self, me: Principal, thread_id: uuid.UUID) -> None:
         """The creator deletes a thread, with its checkpoints; so may a workspace admin, even a
         thread private to someone else (deleting reveals nothing of it). 409 while it runs."""
-        found = await self.repo.get(me.workspace_id, thread_id)
-        if found is None or not (_is_visible(found[0], me) or me.role.at_least(Role.ADMIN)):
+        admin = me.role.at_least(Role.ADMIN)
+        found = await self.repo.get(
+            me.workspace_id, thread_id, viewer=None if admin else me.user_id
+        )
+        if found is None:
             raise NotFound("thread not found")
         thread = found[0]
         if thread.created_by != me.user_id:
@@ -175,10 +179,6 @@ class ThreadService:
         return found
 
 
-def _is_visible(thread: Thread, me: Principal) -> bool:
-    return thread.created_by == me.user_id or thread.visibility == Visibility.WORKSPACE
-
-
 def _require_creator(me: Principal, thread: Thread) -> None:
     if thread.created_by != me.user_id:
         raise CreatorOnly("only the thread's creator may write to it; it is shared read-only")
@@ -202,12 +202,8 @@ async def start_run(agent: Agent, leases: RunLeases, accepted: Accepted) -> Agen
     the run lives, a lost lease stops the run, and the run's end releases it (or here, if the
     run cannot start)."""
     lease = accepted.lease
-
-    async def release() -> None:
-        await leases.release(lease)
-
     try:
-        run = agent.prepare(accepted.request, on_finish=release)
+        run = agent.prepare(accepted.request, on_finish=functools.partial(leases.release, lease))
         leases.hold(
             lease,
             on_lost=lambda: run.stop(
