@@ -421,6 +421,8 @@ async def test_a_run_whose_lease_goes_unrenewed_stops_before_the_lease_expires(
             title="t",
         )
     assert fence == 1
+    async with sessionmaker() as session:  # what reconciliation may ask of an agent step's hold
+        assert await ThreadRepository(session).live_runs([run_id, uuid.uuid4()]) == {run_id}
     stopped: asyncio.Future[datetime] = asyncio.get_running_loop().create_future()
     leases.hold(
         RunLease(uuid.UUID(thread["id"]), run_id, fence, taken_at),
@@ -432,3 +434,5 @@ async def test_a_run_whose_lease_goes_unrenewed_stops_before_the_lease_expires(
     assert expires_at is not None and stopped_at < expires_at
     await leases.aclose()
     assert (await _lease_row(db_engine, thread["id"]))[0] is None  # shutdown frees it
+    async with sessionmaker() as session:
+        assert await ThreadRepository(session).live_runs([run_id]) == set()
