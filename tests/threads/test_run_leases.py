@@ -61,7 +61,9 @@ async def _running(
 
 
 def _with(settings: Settings, **changes: object) -> Settings:
-    return Settings(**{**settings.model_dump(), **changes}, _env_file=None)
+    """The test settings changed, for an extra app; small pools, as the database is shared."""
+    small = {"db_pool_size": 4, "checkpoint_pool_size": 2}
+    return Settings(**{**settings.model_dump(), **small, **changes}, _env_file=None)
 
 
 async def _lease_row(
@@ -206,6 +208,8 @@ async def test_a_killed_servers_thread_is_free_within_the_lease(
         "LIPIKA_OPENAI_API_KEY": fake_providers.openai.api_key,
         "LIPIKA_OPENAI_BASE_URL": fake_providers.openai.base_url,
         "LIPIKA_PROVIDER_MAX_RETRIES": "0",
+        "LIPIKA_DB_POOL_SIZE": "4",
+        "LIPIKA_CHECKPOINT_POOL_SIZE": "2",
         "LIPIKA_LOG_LEVEL": "WARNING",
     }
     log = (tmp_path / "server.log").open("w")
@@ -288,7 +292,7 @@ async def test_a_killed_servers_thread_is_free_within_the_lease(
     await books.assert_balanced()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 async def short_lease(
     settings: Settings,
 ) -> AsyncIterator[tuple[dict[str, ChatProvider], httpx.AsyncClient]]:
@@ -379,7 +383,7 @@ async def test_shutdown_frees_the_threads_of_the_stopping_server(
 ) -> None:
     account = await signup()
     thread = await threads.create(account.headers)
-    async with _running(create_app(settings)) as (providers, http):
+    async with _running(create_app(_with(settings))) as (providers, http):
         providers["demo"] = slow_demo(0.05)
         run = asyncio.create_task(
             _send(http, account.headers, thread["id"], "first", max_tokens=1000)
