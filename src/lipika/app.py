@@ -45,6 +45,7 @@ from lipika.periodic import PeriodicTasks
 from lipika.providers.registry import build_registry
 from lipika.redis import create_redis
 from lipika.threads.endpoints import router as threads_router
+from lipika.threads.leases import RunLeases
 from lipika.workspaces.endpoints import router as workspaces_router
 
 log = structlog.get_logger()
@@ -98,6 +99,8 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         meter = build_meter(settings, engine, MeterEvents(metrics))
         providers = observe_providers(build_registry(settings), metrics, tracing.tracer)
         agent = await Agent.open(settings, meter, checkpoint_db, providers.providers)
+        run_leases = RunLeases(sessionmaker, settings.run_lease_seconds)
+        run_leases.start()
         reconciler = Reconciler(meter, sessionmaker)
         mailer = build_mailer(settings)
         periodic = PeriodicTasks()  # each domain registers its periodic work here
@@ -136,6 +139,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
                 "meter": meter,
                 "providers": providers,
                 "agent": agent,
+                "run_leases": run_leases,
                 "reconciler": reconciler,
                 "mailer": mailer,
                 "periodic": periodic,
@@ -149,7 +153,8 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await mailer.aclose()
-            await agent.aclose()
+            await agent.aclose()  # each stopped run releases its thread ...
+            await run_leases.aclose()  # ... and this frees any this process still holds
             await meter.aclose()
             await providers.aclose()
             await checkpoint_db.close()

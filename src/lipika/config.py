@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     stream_budget_seconds: float = Field(600, gt=0)
     stream_heartbeat_seconds: float = Field(15, gt=0)
     agent_max_steps: int = Field(10, ge=1, le=100)
+    # A thread's run holds it for this long unless its process renews it (every third of it):
+    # how long a dead process keeps its threads busy.
+    run_lease_seconds: float = Field(30, ge=3, le=600)
     checkpoints_kept_per_thread: int = Field(10, ge=1)
 
     public_app_url: str = "http://localhost:3000"

@@ -31,9 +31,12 @@ def threads(client: httpx.AsyncClient):
     """Small calls on the threads API as a given caller (`headers`)."""
 
     class Calls:
-        async def create(self, headers: dict[str, str], title: str | None = None) -> dict:
+        async def create(
+            self, headers: dict[str, str], title: str | None = None, visibility: str | None = None
+        ) -> dict:
+            body = {"title": title, "visibility": visibility}
             response = await client.post(
-                "/v1/threads", json={"title": title} if title else {}, headers=headers
+                "/v1/threads", json={k: v for k, v in body.items() if v}, headers=headers
             )
             assert response.status_code == 201, response.text
             return response.json()

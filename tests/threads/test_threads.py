@@ -300,16 +300,16 @@ async def test_thread_history_survives_a_restart(
     assert [m["content"] for m in history if m["role"] == "user"] == ["Remember me", "Still there?"]
 
 
-async def test_only_the_creator_or_an_admin_deletes_a_team_thread(
+async def test_only_the_creator_or_an_admin_deletes_a_shared_thread(
     client: httpx.AsyncClient, team, threads
 ) -> None:
     workspace, people = await team()
     member, admin = people["member"], people["admin"]
-    thread = await threads.create(people["owner"].in_workspace(workspace))
+    thread = await threads.create(people["owner"].in_workspace(workspace), visibility="workspace")
     listed = (await client.get("/v1/threads", headers=member.in_workspace(workspace))).json()[
         "data"
     ]
-    assert [t["id"] for t in listed] == [thread["id"]]  # members see their workspace's threads
+    assert [t["id"] for t in listed] == [thread["id"]]  # members see the threads shared with them
 
     refused = await client.delete(
         f"/v1/threads/{thread['id']}", headers=member.in_workspace(workspace)

@@ -69,6 +69,7 @@ class AgentRun:
         self._streaming = False
         self._sink: Deliver | None = None
         self._ended = asyncio.Event()  # the terminal event is out (delivered or queued)
+        self._stopped_by: LipikaError | None = None  # why `stop` ended the run, if it did
         context.emit = self._emit
 
     @property
@@ -82,6 +83,8 @@ class AgentRun:
         """Starts the run's task; returns once its first step is admitted and has produced an
         event (or `first_event_wait` seconds have passed). A run that ended before streaming
         anything raises its error here instead."""
+        if self._stopped_by is not None:
+            raise self._stopped_by
         self._task = task = asyncio.create_task(self._run(), name=f"agent-run-{self.run_id}")
         for callback in self._done_callbacks:
             task.add_done_callback(lambda _, cb=callback: cb(self))
@@ -158,6 +161,16 @@ class AgentRun:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(task)
 
+    def stop(self, error: LipikaError, reason: Outcome) -> None:
+        """Ends the run from outside with `error` as its terminal event (or the error `start`
+        raises); the step in flight settles by `reason`. Returns at once."""
+        if self._stopped_by is not None or (self._task is not None and self._task.done()):
+            return
+        self._stopped_by = error
+        self.context.stop_reason = reason
+        if self._task is not None:
+            self._task.cancel()
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         watchdog = loop.call_later(self.budget_seconds, self._out_of_time)
@@ -166,12 +179,10 @@ class AgentRun:
             await self.graph.ainvoke(self.input, self.config, context=self.context)
             terminal = {"type": "done", **self.totals()}
         except asyncio.CancelledError:
-            if self.context.stop_reason != Outcome.PROVIDER_TIMEOUT:
+            if self._stopped_by is None:
                 raise
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
-            terminal = self._failed(
-                RunTimedOut(f"the run took longer than {self.budget_seconds:g} s")
-            )
+            terminal = self._failed(self._stopped_by)
         except LipikaError as exc:
             terminal = self._failed(exc)
         except GraphRecursionError:
@@ -198,9 +209,10 @@ class AgentRun:
             log.exception("agent_run_finish_failed", run_id=str(self.run_id), error=repr(exc))
 
     def _out_of_time(self) -> None:
-        if self._task is not None and not self._task.done():
-            self.context.stop_reason = Outcome.PROVIDER_TIMEOUT
-            self._task.cancel()
+        self.stop(
+            RunTimedOut(f"the run took longer than {self.budget_seconds:g} s"),
+            Outcome.PROVIDER_TIMEOUT,
+        )
 
     def _failed(self, error: LipikaError) -> Event | None:
         """The terminal error event; None for a run refused before it was admitted, whose

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
@@ -43,6 +43,8 @@ class RunRequest:
     max_output_tokens: int | None = None
     max_steps: int | None = None
     max_credits: int | None = None
+    # Names the run: in its holds' keys (`agent:<run_id>:<step>`) and on the thread's lease.
+    run_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
 class Agent:
@@ -98,13 +100,29 @@ class Agent:
     async def start(
         self, request: RunRequest, on_finish: Callable[[], Awaitable[None]] | None = None
     ) -> AgentRun:
-        """Starts the run; returns once its first step holds its credits and has produced its
-        first event (or after `stream_heartbeat_seconds`, as the chat stream waits).
+        """Prepares the run and launches it (see `launch`)."""
+        run = self.prepare(request, on_finish)
+        await self.launch(run)
+        return run
+
+    async def launch(self, run: AgentRun) -> None:
+        """Starts a prepared run; returns once its first step holds its credits and has
+        produced its first event (or after `stream_heartbeat_seconds`, as the chat stream
+        waits).
 
         A run refused before that (not enough credits, model not in the plan, limits) or whose
         provider fails before any output raises its error here, so that the caller can answer
         with a plain HTTP status instead of a stream holding only an error.
         """
+        self._runs.add(run)
+        run.on_done(self._runs.discard)
+        await run.start(first_event_wait=self.settings.stream_heartbeat_seconds)
+
+    def prepare(
+        self, request: RunRequest, on_finish: Callable[[], Awaitable[None]] | None = None
+    ) -> AgentRun:
+        """The run of one message, not started yet (so that the caller can hand it to whatever
+        may have to stop it before `launch`)."""
         context = self._context(request)
         now = datetime.now(UTC).isoformat()
         message = HumanMessage(
@@ -122,9 +140,6 @@ class Agent:
             budget_seconds=self.settings.stream_budget_seconds,
             on_finish=self._finisher(request.thread_id, context, on_finish),
         )
-        self._runs.add(run)
-        run.on_done(self._runs.discard)
-        await run.start(first_event_wait=self.settings.stream_heartbeat_seconds)
         return run
 
     async def aclose(self) -> None:
@@ -136,7 +151,7 @@ class Agent:
         price = self.model_price(request.model)
         max_steps = self.settings.agent_max_steps
         return RunContext(
-            run_id=uuid.uuid4(),
+            run_id=request.run_id,
             workspace_id=request.workspace_id,
             user_id=request.user_id,
             meter=self.meter,

@@ -11,6 +11,7 @@ from lipika.auth.dependencies import CurrentMember, SettingsDep
 from lipika.db import SessionDep
 from lipika.kit import sse
 from lipika.kit.routing import api_router
+from lipika.threads.leases import RunLeases
 from lipika.threads.schemas import (
     MessageIn,
     MessagePage,
@@ -20,12 +21,7 @@ from lipika.threads.schemas import (
     ThreadPage,
     ThreadUpdate,
 )
-from lipika.threads.service import (
-    RunLocks,
-    ThreadService,
-    run_to_completion,
-    start_run,
-)
+from lipika.threads.service import ThreadService, run_to_completion, start_run
 
 router = api_router(tags=["threads"])
 
@@ -37,12 +33,15 @@ async def get_agent(request: Request) -> Agent:
 AgentDep = Annotated[Agent, Depends(get_agent)]
 
 
-async def get_threads(
-    request: Request, session: SessionDep, agent: AgentDep, settings: SettingsDep
-) -> ThreadService:
-    return ThreadService(
-        session, agent, RunLocks(request.state.redis, settings.stream_budget_seconds)
-    )
+async def get_leases(request: Request) -> RunLeases:
+    return request.state.run_leases
+
+
+LeasesDep = Annotated[RunLeases, Depends(get_leases)]
+
+
+async def get_threads(session: SessionDep, agent: AgentDep, leases: LeasesDep) -> ThreadService:
+    return ThreadService(session, agent, leases)
 
 
 ThreadsDep = Annotated[ThreadService, Depends(get_threads)]
@@ -50,8 +49,9 @@ ThreadsDep = Annotated[ThreadService, Depends(get_threads)]
 
 @router.post("/v1/threads", response_model=ThreadOut, status_code=status.HTTP_201_CREATED)
 async def create_thread(body: ThreadCreate, me: CurrentMember, threads: ThreadsDep) -> ThreadOut:
-    """A new thread in the caller's workspace."""
-    return await threads.create(me, body.title)
+    """A new thread in the caller's workspace, private to the caller unless `visibility` is
+    `workspace`."""
+    return await threads.create(me, body.title, body.visibility)
 
 
 @router.get("/v1/threads", response_model=ThreadPage)
@@ -61,25 +61,28 @@ async def list_threads(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> ThreadPage:
-    """The workspace's threads, most recently active first."""
+    """The caller's threads and those shared with the workspace, most recently active first."""
     return await threads.page(me, limit, cursor)
 
 
 @router.get("/v1/threads/{thread_id}", response_model=ThreadOut)
 async def get_thread(thread_id: uuid.UUID, me: CurrentMember, threads: ThreadsDep) -> ThreadOut:
+    """A thread the caller may see (404 otherwise)."""
     return await threads.get(me, thread_id)
 
 
 @router.patch("/v1/threads/{thread_id}", response_model=ThreadOut)
-async def rename_thread(
+async def update_thread(
     thread_id: uuid.UUID, body: ThreadUpdate, me: CurrentMember, threads: ThreadsDep
 ) -> ThreadOut:
-    return await threads.rename(me, thread_id, body.title)
+    """Renames or shares the thread (its creator only)."""
+    return await threads.update(me, thread_id, body)
 
 
 @router.delete("/v1/threads/{thread_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_thread(thread_id: uuid.UUID, me: CurrentMember, threads: ThreadsDep) -> None:
-    """The thread and its history (its creator or a workspace admin; 409 while it runs)."""
+    """The thread and its history (its creator, or a workspace admin even of a private
+    thread; 409 while it runs)."""
     await threads.delete(me, thread_id)
 
 
@@ -114,21 +117,21 @@ async def send_message(
     session: SessionDep,
     threads: ThreadsDep,
     agent: AgentDep,
+    leases: LeasesDep,
     settings: SettingsDep,
 ) -> Response | RunOut:
     """Runs the agent on the message with the chosen model and streams the answer as typed
     events (`token`, `tool_start`, `tool_end`, `usage`, then `done` or `error`).
 
-    A refusal before the first step (402 credits, 403 model not in plan, 429 limits, 409
-    `run_in_progress` while the thread answers another message) is a plain HTTP error.
+    Only the thread's creator sends messages. A refusal before the first step (402 credits,
+    403 model not in plan, 429 limits, 409 `run_in_progress` while the thread answers another
+    message) is a plain HTTP error.
     """
     accepted = await threads.accept(me, thread_id, body)
-    try:
-        await session.commit()  # end the request's transaction before the run writes the ledger
-    except BaseException:
-        await accepted.release()
-        raise
-    run = await start_run(agent, accepted)
+    # End the request's transaction (taking the lease) before the run writes the ledger; if
+    # the commit fails, the lease was never taken.
+    await session.commit()
+    run = await start_run(agent, leases, accepted)
     if not body.stream:
         return await run_to_completion(agent, run)
     return sse.EventStream(_producer(run), heartbeat=settings.stream_heartbeat_seconds)

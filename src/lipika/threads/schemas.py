@@ -4,7 +4,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lipika.threads.models import Visibility
+
+VISIBILITY = (
+    "`private`: only its creator sees it; `workspace`: every member of the workspace may read "
+    "it (only its creator writes to it)"
+)
 
 from lipika.kit.schemas import Credits, StepCount, TokenCount
 
@@ -13,10 +20,20 @@ class ThreadCreate(BaseModel):
     title: str | None = Field(
         None, min_length=1, max_length=200, description="default: from the first message"
     )
+    visibility: Visibility = Field(Visibility.PRIVATE, description=VISIBILITY)
 
 
 class ThreadUpdate(BaseModel):
-    title: str = Field(min_length=1, max_length=200)
+    """A rename, a change of visibility, or both (the creator only)."""
+
+    title: str | None = Field(None, min_length=1, max_length=200)
+    visibility: Visibility | None = Field(None, description=VISIBILITY)
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> ThreadUpdate:
+        if self.title is None and self.visibility is None:
+            raise ValueError("give a title, a visibility or both")
+        return self
 
 
 class ThreadOut(BaseModel):
@@ -25,11 +42,12 @@ class ThreadOut(BaseModel):
     id: uuid.UUID
     object: Literal["thread"] = "thread"
     title: str
+    visibility: Visibility
     created_by: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
     last_model: str | None
-    run_in_progress: bool = Field(False, description="a message's run is streaming right now")
+    run_in_progress: bool = Field(False, description="a message's run holds the thread right now")
 
 
 class ThreadPage(BaseModel):

@@ -1,28 +1,30 @@
-"""Thread rules: a thread belongs to one workspace, runs one message at a time, and reads its
-history from the checkpoints."""
+"""Thread rules: a thread belongs to one workspace and is private to its creator unless shared
+(read-only) with the workspace; it runs one message at a time, under a lease on its row; its
+history is read from the checkpoints."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
-from redis.asyncio import Redis
-from redis.exceptions import LockError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lipika.agent.run import AgentRun
 from lipika.agent.runner import Agent, RunRequest
 from lipika.auth.dependencies import Principal
+from lipika.billing.policy import Outcome
 from lipika.db import utcnow
-from lipika.errors import BadRequest, Conflict, NotFound
+from lipika.errors import BadRequest, NotFound
 from lipika.kit.money import to_micro
-from lipika.threads.models import Thread
+from lipika.threads.errors import CreatorOnly, RunInProgress, RunLeaseLost
+from lipika.threads.leases import RunLease, RunLeases
+from lipika.threads.models import Thread, Visibility
 from lipika.threads.repository import ThreadRepository
 from lipika.threads.schemas import (
     MessageIn,
@@ -31,120 +33,92 @@ from lipika.threads.schemas import (
     RunOut,
     ThreadOut,
     ThreadPage,
+    ThreadUpdate,
     ToolCallOut,
 )
 from lipika.workspaces.models import Role
 
 TITLE_CHARS = 80
-# A run never outlives the stream budget; the lock outlives it by this much in case the
-# process dies before releasing it.
-LOCK_GRACE_SECONDS = 60
-
-
-class RunInProgress(Conflict):
-    code = "run_in_progress"
-
-
-class RunLocks:
-    """One run per thread at a time, across processes: a Redis lock with a TTL, held from
-    the moment a message is accepted until its run has finished."""
-
-    def __init__(self, redis: Redis, ttl_seconds: float) -> None:
-        self.redis = redis
-        self.ttl = ttl_seconds + LOCK_GRACE_SECONDS
-
-    @staticmethod
-    def key(thread_id: uuid.UUID) -> str:
-        return f"lipika:thread-run:{thread_id}"
-
-    async def acquire(self, thread_id: uuid.UUID) -> Callable[[], Awaitable[None]]:
-        """Takes the thread's lock or refuses with 409 `run_in_progress`; returns its release."""
-        lock = self.redis.lock(
-            self.key(thread_id), timeout=self.ttl, blocking=False, thread_local=False
-        )
-        if not await lock.acquire():
-            raise RunInProgress(
-                "this thread is still answering the previous message; send again when it is done",
-                thread_id=str(thread_id),
-            )
-
-        async def release() -> None:
-            with contextlib.suppress(LockError):  # expired: another run may hold it now
-                await lock.release()
-
-        return release
-
-    async def running(self, thread_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-        if not thread_ids:
-            return set()
-        values = await self.redis.mget([self.key(t) for t in thread_ids])
-        return {t for t, value in zip(thread_ids, values, strict=True) if value is not None}
 
 
 @dataclass
 class Accepted:
-    """A message accepted for a run: the thread is locked until `release` is called."""
+    """A message accepted for a run: the thread is leased to it until its run ends."""
 
     request: RunRequest
-    release: Callable[[], Awaitable[None]]
+    lease: RunLease
 
 
 class ThreadService:
-    def __init__(self, session: AsyncSession, agent: Agent, locks: RunLocks) -> None:
+    def __init__(self, session: AsyncSession, agent: Agent, leases: RunLeases) -> None:
         self.repo = ThreadRepository(session)
         self.agent = agent
-        self.locks = locks
+        self.leases = leases
 
-    async def create(self, me: Principal, title: str | None) -> ThreadOut:
+    async def create(self, me: Principal, title: str | None, visibility: Visibility) -> ThreadOut:
         now = utcnow()
         thread = Thread(
             workspace_id=me.workspace_id,
             created_by=me.user_id,
             title=title or "",
+            visibility=visibility,
             created_at=now,
             updated_at=now,
         )
         await self.repo.add(thread)
-        return ThreadOut.model_validate(thread)
+        return _out(thread, running=False)
 
     async def page(self, me: Principal, limit: int, cursor: str | None) -> ThreadPage:
+        """The caller's own threads and those shared with the workspace."""
         threads = await self.repo.page(
-            me.workspace_id, limit=limit + 1, after=_decode_cursor(cursor) if cursor else None
+            me.workspace_id,
+            me.user_id,
+            limit=limit + 1,
+            after=_decode_cursor(cursor) if cursor else None,
         )
         has_more = len(threads) > limit
         threads = threads[:limit]
-        running = await self.locks.running([t.id for t in threads])
         return ThreadPage(
-            data=[self._out(t, t.id in running) for t in threads],
+            data=[_out(thread, running) for thread, running in threads],
             has_more=has_more,
-            next_cursor=_encode_cursor(threads[-1]) if has_more else None,
+            next_cursor=_encode_cursor(threads[-1][0]) if has_more else None,
         )
 
     async def get(self, me: Principal, thread_id: uuid.UUID) -> ThreadOut:
-        thread = await self._thread(me, thread_id)
-        return self._out(thread, bool(await self.locks.running([thread.id])))
+        return _out(*await self._visible(me, thread_id))
 
-    async def rename(self, me: Principal, thread_id: uuid.UUID, title: str) -> ThreadOut:
-        thread = await self._thread(me, thread_id)
-        thread.title = title
-        return await self.get(me, thread.id)
+    async def update(self, me: Principal, thread_id: uuid.UUID, body: ThreadUpdate) -> ThreadOut:
+        """Renames or shares the thread (its creator only)."""
+        thread, running = await self._visible(me, thread_id)
+        _require_creator(me, thread)
+        if body.title is not None:
+            thread.title = body.title
+        if body.visibility is not None:
+            thread.visibility = body.visibility
+        return _out(thread, running)
 
     async def delete(self, me: Principal, thread_id: uuid.UUID) -> None:
-        """The creator or a workspace admin deletes a thread, with its checkpoints."""
-        thread = await self._thread(me, thread_id)
+        """The creator deletes a thread, with its checkpoints; so may a workspace admin, even a
+        thread private to someone else (deleting reveals nothing of it). 409 while it runs."""
+        admin = me.role.at_least(Role.ADMIN)
+        found = await self.repo.get(
+            me.workspace_id, thread_id, viewer=None if admin else me.user_id
+        )
+        if found is None:
+            raise NotFound("thread not found")
+        thread = found[0]
         if thread.created_by != me.user_id:
             me.require(Role.ADMIN)
-        release = await self.locks.acquire(thread.id)  # not while it runs
-        try:
-            await self.agent.forget(thread.id)
-            await self.repo.delete(thread.id)
-        finally:
-            await release()
+        if not await self.repo.delete_idle(thread.id):
+            raise _run_in_progress(thread.id)
+        # The row stays locked until the request commits: no run can start while the
+        # checkpoints go (a failure here rolls the delete back).
+        await self.agent.forget(thread.id)
 
     async def history(
         self, me: Principal, thread_id: uuid.UUID, limit: int, before: str | None
     ) -> MessagePage:
-        thread = await self._thread(me, thread_id)
+        thread, _ = await self._visible(me, thread_id)
         messages = await self.agent.history(thread.id)
         end = len(messages)
         if before is not None:
@@ -160,21 +134,33 @@ class ThreadService:
         )
 
     async def accept(self, me: Principal, thread_id: uuid.UUID, body: MessageIn) -> Accepted:
-        """Checks the model and locks the thread for the message's run (409 while one runs).
+        """Checks the model and leases the thread to the message's run, recording the message
+        on the thread in the same statement; 409 while another run holds it.
 
-        The caller commits before the run starts: the run's steps write the ledger on their own
-        connections, and must not wait on this request's transaction.
+        The caller commits (which makes the lease visible) before the run starts: the run's
+        steps write the ledger on their own connections, and must not wait on this request's
+        transaction.
         """
         self.agent.model_price(body.model)
         max_credits = _micro(body.max_credits)
-        thread = await self._thread(me, thread_id)
-        release = await self.locks.acquire(thread.id)
-        if not thread.title:
-            thread.title = _title_of(body.content)
-        thread.updated_at = utcnow()
-        thread.last_model = body.model
+        run_id = uuid.uuid4()
+        taken_at = RunLeases.clock()
+        fence = await self.repo.take_run(
+            thread_id,
+            me.workspace_id,
+            me.user_id,
+            run_id=run_id,
+            owner=self.leases.owner,
+            lease=self.leases.lease,
+            model=body.model,
+            title=_title_of(body.content),
+        )
+        if fence is None:  # not the caller's to write, or a run holds it: say which
+            thread, _ = await self._visible(me, thread_id)
+            _require_creator(me, thread)
+            raise _run_in_progress(thread_id)
         request = RunRequest(
-            thread_id=thread.id,
+            thread_id=thread_id,
             workspace_id=me.workspace_id,
             user_id=me.user_id,
             content=body.content,
@@ -182,29 +168,53 @@ class ThreadService:
             max_output_tokens=body.max_tokens,
             max_steps=body.max_steps,
             max_credits=max_credits,
+            run_id=run_id,
         )
-        return Accepted(request, release)
+        return Accepted(request, RunLease(thread_id, run_id, fence, taken_at))
 
-    async def _thread(self, me: Principal, thread_id: uuid.UUID) -> Thread:
-        thread = await self.repo.get(me.workspace_id, thread_id)
-        if thread is None:
+    async def _visible(self, me: Principal, thread_id: uuid.UUID) -> tuple[Thread, bool]:
+        found = await self.repo.get(me.workspace_id, thread_id, viewer=me.user_id)
+        if found is None:
             raise NotFound("thread not found")
-        return thread
-
-    @staticmethod
-    def _out(thread: Thread, running: bool) -> ThreadOut:
-        out = ThreadOut.model_validate(thread)
-        out.run_in_progress = running
-        return out
+        return found
 
 
-async def start_run(agent: Agent, accepted: Accepted) -> AgentRun:
-    """Starts the accepted message's run; the thread is released when the run ends (or here,
-    if it cannot start)."""
+def _require_creator(me: Principal, thread: Thread) -> None:
+    if thread.created_by != me.user_id:
+        raise CreatorOnly("only the thread's creator may write to it; it is shared read-only")
+
+
+def _run_in_progress(thread_id: uuid.UUID) -> RunInProgress:
+    return RunInProgress(
+        "this thread is still answering the previous message; send again when it is done",
+        thread_id=str(thread_id),
+    )
+
+
+def _out(thread: Thread, running: bool) -> ThreadOut:
+    out = ThreadOut.model_validate(thread)
+    out.run_in_progress = running
+    return out
+
+
+async def start_run(agent: Agent, leases: RunLeases, accepted: Accepted) -> AgentRun:
+    """Starts the accepted message's run under its lease: the heartbeat renews the lease while
+    the run lives, a lost lease stops the run, and the run's end releases it (or here, if the
+    run cannot start)."""
+    lease = accepted.lease
     try:
-        return await agent.start(accepted.request, on_finish=accepted.release)
+        run = agent.prepare(accepted.request, on_finish=functools.partial(leases.release, lease))
+        leases.hold(
+            lease,
+            on_lost=lambda: run.stop(
+                RunLeaseLost("the run lost its hold on the thread; send the message again"),
+                Outcome.INTERNAL_ERROR,
+            ),
+        )
+        await agent.launch(run)
+        return run
     except BaseException:
-        await accepted.release()
+        await leases.release(lease)
         raise
 
 
