@@ -6,14 +6,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lipika.kit.schemas import Credits, StepCount, TokenCount
 from lipika.threads.models import Visibility
 
 VISIBILITY = (
     "`private`: only its creator sees it; `workspace`: every member of the workspace may read "
     "it (only its creator writes to it)"
 )
-
-from lipika.kit.schemas import Credits, StepCount, TokenCount
 
 
 class ThreadCreate(BaseModel):
