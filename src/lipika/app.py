@@ -45,7 +45,7 @@ from lipika.periodic import PeriodicTasks
 from lipika.providers.registry import build_registry
 from lipika.redis import create_redis
 from lipika.threads.endpoints import router as threads_router
-from lipika.threads.leases import RunLeases
+from lipika.threads.leases import RunLeases, register_step_holds
 from lipika.workspaces.endpoints import router as workspaces_router
 
 log = structlog.get_logger()
@@ -101,6 +101,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         agent = await Agent.open(settings, meter, checkpoint_db, providers.providers)
         run_leases = RunLeases(sessionmaker, settings.run_lease_seconds)
         run_leases.start()
+        register_step_holds(meter.resolvers, sessionmaker, settings.run_lease_seconds)
         reconciler = Reconciler(meter, sessionmaker)
         mailer = build_mailer(settings)
         periodic = PeriodicTasks()  # each domain registers its periodic work here

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -27,11 +28,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lipika.app import create_app
 from lipika.billing.models import HoldStatus
+from lipika.billing.resolvers import HoldResolvers
+from lipika.billing.tasks import Reconciler
 from lipika.config import Settings
 from lipika.db import utcnow
 from lipika.providers.base import ChatProvider
 from lipika.providers.demo import DemoProvider
-from lipika.threads.leases import RunLease, RunLeases
+from lipika.threads.leases import RunLease, RunLeases, register_step_holds
 from lipika.threads.models import Thread
 from lipika.threads.repository import ThreadRepository
 from tests.fixtures.fakes.fixtures import FakeProviders
@@ -289,6 +292,26 @@ async def test_a_killed_servers_thread_is_free_within_the_lease(
     # The killed run's hold waits for reconciliation; the books balance meanwhile.
     holds = await books.holds(uuid.UUID(account.personal_workspace_id))
     assert [h.status for h in holds] == [HoldStatus.OPEN, HoldStatus.CAPTURED]
+    await books.assert_balanced()
+
+    # The next pass releases it (its run holds no lease), long before the hold's own expiry.
+    orphan = holds[0]
+    assert orphan.owner_kind == "agent.step" and orphan.expires_at > utcnow() + timedelta(minutes=5)
+    await asyncio.sleep(max(0.0, LEASE - (utcnow() - orphan.created_at).total_seconds()) + 0.1)
+    resolvers = HoldResolvers()
+    register_step_holds(resolvers, books.sessionmaker, LEASE)
+    meter = dataclasses.replace(books.meter, resolvers=resolvers)
+    try:
+        report = await Reconciler(meter, books.sessionmaker).run_once()
+    finally:
+        await meter.aclose()
+    assert report.orphaned_holds == 1
+    released = await books.hold(orphan.id)
+    assert (released.status, released.outcome, released.captured) == (
+        HoldStatus.RELEASED,
+        "abandoned",
+        0,
+    )
     await books.assert_balanced()
 
 

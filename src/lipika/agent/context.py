@@ -17,6 +17,9 @@ from lipika.billing.pricebook import TOKEN_BLOCK, Price
 from lipika.kit.money import format_credits
 from lipika.providers.base import ChatProvider, Tool
 
+# The owner kind of each step's hold; its id is "<run_id>:<step>" (threads/leases.py resolves it).
+STEP_OWNER = "agent.step"
+
 # A model step that could write fewer tokens than this within the run's credit cap is not
 # started: its answer would be cut off almost at once.
 MIN_OUTPUT_TOKENS = 16

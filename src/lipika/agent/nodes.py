@@ -22,7 +22,7 @@ from langgraph.prebuilt.tool_node import ToolCallRequest, ToolInvocationError
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
-from lipika.agent.context import RunContext
+from lipika.agent.context import STEP_OWNER, RunContext
 from lipika.agent.errors import ToolFailed, step_failed
 from lipika.agent.history import Reply, as_history, now, to_provider
 from lipika.agent.tools import ToolInputError
@@ -65,7 +65,7 @@ async def call_model(
                 operation="agent.model",
                 price=ctx.model_name,
                 max_usage=max_usage,
-                owner=Owner("agent.step", f"{ctx.run_id}:{step}"),
+                owner=Owner(STEP_OWNER, f"{ctx.run_id}:{step}"),
                 idempotency_key=f"agent:{ctx.run_id}:{step}",
                 stopped=lambda: ctx.stop_reason,
             ) as metered:
@@ -144,7 +144,7 @@ async def call_tool(request: ToolCallRequest, execute: ToolExecute) -> ToolMessa
             operation="agent.tool",
             price=spec.price,
             max_usage=spec.max_usage,
-            owner=Owner("agent.step", f"{ctx.run_id}:{step}"),
+            owner=Owner(STEP_OWNER, f"{ctx.run_id}:{step}"),
             idempotency_key=f"agent:{ctx.run_id}:{step}",
             stopped=lambda: ctx.stop_reason,
         ) as metered:

@@ -290,6 +290,21 @@ class LedgerRepository:
         rows = await self.db.execute(query.order_by(holds.c.expires_at, holds.c.id).limit(limit))
         return [Hold(**row._mapping) for row in rows.all()]
 
+    async def open_holds_of(
+        self, owner_kind: str, now: datetime, limit: int, *, after: uuid.UUID | None = None
+    ) -> list[Hold]:
+        """Open holds of one owner kind not yet past their expiry (those are `overdue_holds`'),
+        in id order from after `after`."""
+        query = select(holds).where(
+            holds.c.status == HoldStatus.OPEN,
+            holds.c.owner_kind == owner_kind,
+            holds.c.expires_at >= now,
+        )
+        if after is not None:
+            query = query.where(holds.c.id > after)
+        rows = await self.db.execute(query.order_by(holds.c.id).limit(limit))
+        return [Hold(**row._mapping) for row in rows.all()]
+
     async def lock_wallet(self, workspace_id: uuid.UUID) -> None:
         """Takes the wallet's row lock (PostgreSQL; SQLite's writer lock already covers it), the
         first lock of every ledger transaction."""

@@ -44,17 +44,26 @@ HoldResolver = Callable[[Hold], Awaitable[Resolution]]
 
 @dataclass
 class HoldResolvers:
-    """Resolvers by owner kind (one per kind)."""
+    """Resolvers by owner kind (one per kind).
+
+    A kind registered `leased` has owners that hold a lease (an agent run on its thread): its
+    resolver knows at once when the owner is gone, so its open holds are asked on every pass,
+    not only past their expiry, and a dead pod's holds come back within a lease or so.
+    """
 
     by_kind: dict[str, HoldResolver] = field(default_factory=dict)
+    leased: set[str] = field(default_factory=set)
 
-    def register(self, kind: str, resolver: HoldResolver) -> None:
+    def register(self, kind: str, resolver: HoldResolver, *, leased: bool = False) -> None:
         if kind in self.by_kind:
             raise ValueError(f"a resolver for {kind!r} holds is already registered")
         self.by_kind[kind] = resolver
+        if leased:
+            self.leased.add(kind)
 
     def unregister(self, kind: str) -> None:
         self.by_kind.pop(kind, None)
+        self.leased.discard(kind)
 
     def get(self, kind: str | None) -> HoldResolver | None:
         return None if kind is None else self.by_kind.get(kind)

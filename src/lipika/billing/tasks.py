@@ -37,6 +37,7 @@ class ReconcileReport:
     expired_holds: int
     allowances: int
     pruned_counters: int
+    orphaned_holds: int = 0  # holds of leased owners that lost their lease, before expiry
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Reconciler:
     async def run_once(self, now: datetime | None = None) -> ReconcileReport:
         now = now or utcnow()
         return ReconcileReport(
+            orphaned_holds=await self.release_orphans(now),
             expired_holds=await self.expire_holds(now),
             allowances=await self.grant_allowances(now),
             pruned_counters=await self.prune_counters(now),
@@ -68,7 +70,26 @@ class Reconciler:
                 return settled
             after = (overdue[-1].expires_at, overdue[-1].id)
 
-    async def _resolve(self, hold: Hold) -> Settlement | None:
+    async def release_orphans(self, now: datetime) -> int:
+        """Asks the resolvers of leased owner kinds about their open holds before expiry: a
+        hold whose owner lost its lease (its pod died) is settled now, not a TTL later."""
+        settled = 0
+        for kind in sorted(self.meter.resolvers.leased):
+            after: uuid.UUID | None = None
+            while True:
+                async with self.meter.engine.connect() as conn:
+                    found = await LedgerRepository(conn).open_holds_of(kind, now, BATCH, after=after)
+                for hold in found:
+                    settlement = await self._resolve(hold, status=HoldStatus.RELEASED)
+                    settled += settlement is not None and not settlement.already_settled
+                if len(found) < BATCH:
+                    break
+                after = found[-1].id
+        return settled
+
+    async def _resolve(
+        self, hold: Hold, *, status: HoldStatus = HoldStatus.EXPIRED
+    ) -> Settlement | None:
         resolver = self.meter.resolvers.get(hold.owner_kind)
         if resolver is None:
             return await self.meter.release(hold.id, Outcome.ABANDONED, status=HoldStatus.EXPIRED)
@@ -81,7 +102,7 @@ class Reconciler:
             case Capture(usage=usage, outcome=outcome):
                 return await self.meter.capture(hold.id, usage, outcome)
             case Release(outcome=outcome):
-                return await self.meter.release(hold.id, outcome, status=HoldStatus.EXPIRED)
+                return await self.meter.release(hold.id, outcome, status=status)
             case _:
                 return None
 

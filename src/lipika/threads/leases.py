@@ -26,6 +26,11 @@ from datetime import timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lipika.agent.context import STEP_OWNER
+from lipika.billing.models import Hold
+from lipika.billing.policy import Outcome
+from lipika.billing.resolvers import HoldResolvers, Later, Release, Resolution
+from lipika.db import utcnow
 from lipika.threads.repository import ThreadRepository
 
 log = structlog.get_logger()
@@ -140,3 +145,38 @@ class RunLeases:
         held.deadline.cancel()
         log.warning("run_lease_lost", thread_id=str(held.lease.thread_id), run_id=str(run_id))
         held.on_lost()
+
+
+def register_step_holds(
+    resolvers: HoldResolvers,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    lease_seconds: float,
+) -> None:
+    """Tells reconciliation about agent steps' holds: their run holds a lease on its thread, so
+    a hold whose run no longer does (its pod died) is released on the next pass, within a
+    lease and a reconcile period of the death, instead of at the hold's expiry.
+
+    A hold younger than one lease is left alone: every run of a thread takes its lease before
+    its first hold, and one that runs without a thread (the agent used directly) is never
+    mistaken for an orphan while it is still likely to be running.
+    """
+    min_age = timedelta(seconds=lease_seconds)
+
+    async def resolve(hold: Hold) -> Resolution:
+        if utcnow() - hold.created_at < min_age:
+            return Later()
+        run_id = _run_of(hold.owner_id)
+        if run_id is None:
+            return Release(Outcome.ABANDONED)
+        async with sessionmaker() as session:
+            live = await ThreadRepository(session).live_runs([run_id])
+        return Later() if run_id in live else Release(Outcome.ABANDONED)
+
+    resolvers.register(STEP_OWNER, resolve, leased=True)
+
+
+def _run_of(owner_id: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID((owner_id or "").partition(":")[0])
+    except ValueError:
+        return None
