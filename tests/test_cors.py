@@ -49,12 +49,14 @@ async def test_configured_origins_only(tmp_path, env: str) -> None:
         data_dir=tmp_path,
         env=env,
         secret_key="s" * 40,
+        allow_embedded_in_production=True,
         cors_origins="https://app.example.com, https://admin.example.com/",
         _env_file=None,
     )
     assert settings.cors_allowed == (["https://app.example.com", "https://admin.example.com"], None)
     if env == "production":
-        assert Settings(data_dir=tmp_path, env=env, secret_key="s" * 40, _env_file=None).cors_allowed == ([], None)
+        plain = Settings(data_dir=tmp_path, env=env, secret_key="s" * 40, allow_embedded_in_production=True, _env_file=None)
+        assert plain.cors_allowed == ([], None)
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://lipika.test") as http:
