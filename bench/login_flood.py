@@ -253,8 +253,10 @@ async def run_app(app_dir: Path, label: str, env: dict[str, str], args: argparse
             rows = await measure(server, label, args.clients, args.seconds)
         finally:
             server.stop()
+            for line in server.errors_logged()[:1]:
+                print(f"{label}: the server's first unhandled error: {line[:2000]}")
         if errors := server.errors_logged():
-            print(f"{label}: {len(errors)} unhandled errors (500), the first: {errors[0][:400]}")
+            print(f"{label}: {len(errors)} unhandled errors (500)")
         return rows
 
 
