@@ -6,7 +6,7 @@
 
 For each app directory (default: this checkout; pass another with `--app-dir`, e.g. an
 export of main: `git archive main | tar -x -C /tmp/flood-main`), it starts `lipika serve` from
-that directory's `src/` as a subprocess on a free port (embedded: SQLite files in a temporary
+that directory's `src/` (with its `.venv` if it has one) as a subprocess on a free port (embedded: SQLite files in a temporary
 data dir; `--postgres`: a throwaway database on 127.0.0.1:5432, dropped at the end, and Redis
 127.0.0.1:6379 db 11 with a key prefix of the run's own), signs up a victim and a paying
 client, and measures:
@@ -47,7 +47,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_DSN = os.environ.get("LIPIKA_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = "redis://127.0.0.1:6379/11"
-PASSWORD = "correct horse battery"
+PASSWORD = f"flood-{uuid.uuid4().hex}"  # strong enough for any password policy
 NO_LIMITS = {
     "LIPIKA_LOGIN_FAILURE_LIMITS_PER_ACCOUNT": "100000000/minute",
     "LIPIKA_LOGIN_FAILURE_LIMITS_PER_ADDRESS": "100000000/minute",
@@ -122,7 +122,10 @@ class Server:
         self.log = Path(env["LIPIKA_DATA_DIR"]) / "server.log"
 
     def lipika(self, *args: str) -> list[str]:
-        return [sys.executable, "-c", "from lipika.cli import main; main()", *args]
+        """The app directory's own `.venv` if it has one (its locked dependencies), else ours."""
+        own = self.app_dir / ".venv" / "bin" / "python"
+        python = str(own) if own.exists() else sys.executable
+        return [python, "-c", "from lipika.cli import main; main()", *args]
 
     def migrate(self) -> None:
         subprocess.run(self.lipika("migrate"), env=self.env, check=True, capture_output=True)
@@ -179,9 +182,17 @@ def postgres_database() -> object:
 # -- the paying client ---------------------------------------------------------------------
 
 
-async def sign_up(http: httpx.AsyncClient, email: str) -> dict[str, str]:
-    response = await http.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
+async def sign_up(http: httpx.AsyncClient, server: Server, email: str) -> dict[str, str]:
+    """An account and its credentials; where sign-up needs a verified address (no tokens in
+    the answer), the address is verified with `lipika users verify` and the account logs in."""
+    credentials = {"email": email, "password": PASSWORD}
+    response = await http.post("/v1/auth/signup", json=credentials)
     response.raise_for_status()
+    if "access_token" not in response.json():
+        verify = server.lipika("users", "verify", "--email", email)
+        await asyncio.to_thread(subprocess.run, verify, env=server.env, check=True, capture_output=True)
+        response = await http.post("/v1/auth/login", json=credentials)
+        response.raise_for_status()
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
@@ -210,8 +221,8 @@ async def measure(server: Server, label: str, clients: int, seconds: float) -> l
     rows = []
     async with httpx.AsyncClient(base_url=server.base_url, timeout=120) as http:
         victim = f"victim-{uuid.uuid4().hex[:8]}@example.com"
-        await sign_up(http, victim)
-        headers = await sign_up(http, f"payer-{uuid.uuid4().hex[:8]}@example.com")
+        await sign_up(http, server, victim)
+        headers = await sign_up(http, server, f"payer-{uuid.uuid4().hex[:8]}@example.com")
         for _ in range(5):  # warm up: first requests pay imports and caches
             await paying_client(http, headers, Row(label, "warm-up"), time.monotonic() + 0.5)
 
@@ -242,8 +253,10 @@ async def run_app(app_dir: Path, label: str, env: dict[str, str], args: argparse
             rows = await measure(server, label, args.clients, args.seconds)
         finally:
             server.stop()
+            for line in server.errors_logged()[:1]:
+                print(f"{label}: the server's first unhandled error: {line[:2000]}")
         if errors := server.errors_logged():
-            print(f"{label}: {len(errors)} unhandled errors (500), the first: {errors[0][:400]}")
+            print(f"{label}: {len(errors)} unhandled errors (500)")
         return rows
 
 

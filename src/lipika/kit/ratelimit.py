@@ -71,7 +71,9 @@ class Limiter:
         storage = RedisStorage(
             f"async+{redis_url}",
             implementation="redispy",
-            key_prefix=f"{key_prefix}:limits",
+            # Not `:limits`, where the first version kept moving windows (lists) under the
+            # same names: a rollout would meet them and fail with WRONGTYPE until they expire.
+            key_prefix=f"{key_prefix}:abuse",
             connection_pool=pool,
         )
         return cls(storage, pool)
