@@ -218,6 +218,8 @@ async def test_a_reset_sets_the_password_ends_every_login_and_works_once(
             "/v1/auth/login", json={"email": account.email, "password": account.password}
         )
     ).json()
+    key = await client.post("/v1/api-keys", json={"name": "before the reset"}, headers=account.headers)
+    assert (await client.get("/v1/me", headers={"Authorization": f"Bearer {key.json()['key']}"})).status_code == 200
     await client.post("/v1/auth/password-reset", json={"email": account.email})
     token = await mailbox.token(account.email, "/reset-password")
 
@@ -240,6 +242,9 @@ async def test_a_reset_sets_the_password_ends_every_login_and_works_once(
         assert (await client.post("/v1/auth/refresh", json={"refresh_token": refresh})).status_code == 401
     fresh = {"Authorization": f"Bearer {reset.json()['access_token']}"}
     assert (await client.get("/v1/me", headers=fresh)).status_code == 200
+    # API keys made before the reset die with the old logins (the account was taken back).
+    stale_key = await client.get("/v1/me", headers={"Authorization": f"Bearer {key.json()['key']}"})
+    error_of(stale_key, 401, "invalid_api_key")
 
     old_login = await client.post(
         "/v1/auth/login", json={"email": account.email, "password": account.password}
@@ -409,3 +414,18 @@ async def test_an_invitation_cannot_be_taken_by_an_unverified_account(
     assert [i["id"] for i in listed.json()["data"]] == [invitation_id]
     accepted = await client.post(f"/v1/invitations/{invitation_id}/accept", headers=headers)
     assert accepted.status_code == 200, accepted.text
+
+
+async def test_a_login_of_an_unverified_address_cannot_be_refreshed(
+    client: httpx.AsyncClient, signup, books: Books
+) -> None:
+    """A login made before addresses were verified (the upgrade leaves them unverified) ends at
+    its next refresh instead of living on."""
+    account = await signup()
+    async with books.sessionmaker.begin() as session:
+        await session.execute(
+            update(User).where(User.id == uuid.UUID(account.user_id)).values(email_verified_at=None)
+        )
+    refused = await client.post("/v1/auth/refresh", json={"refresh_token": account.refresh_token})
+    error_of(refused, 401, "session_revoked")
+    error_of(await client.get("/v1/me", headers=account.headers), 401, "session_revoked")

@@ -69,6 +69,11 @@ async def test_a_verified_user_mints_only_once_named_by_the_command(
     [line] = listed.stdout.strip().splitlines()
     assert line.startswith(f"{account.email}\t") and line.endswith("\ton call")
 
+    # An operator's API key does not mint: a leaked key must not create credits.
+    key = (await client.post("/v1/api-keys", json={"name": "ops"}, headers=account.headers)).json()["key"]
+    by_key = await client.post("/v1/billing/grants", json=GRANT, headers={"Authorization": f"Bearer {key}"})
+    assert (by_key.status_code, by_key.json()["error"]["code"]) == (403, "user_token_required")
+
     granted = await client.post("/v1/billing/grants", json=GRANT, headers=account.headers)
     assert granted.status_code == 201, granted.text
     workspace_id = uuid.UUID(account.personal_workspace_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import uuid
 
 import httpx
@@ -207,6 +208,11 @@ async def test_history_and_thread_lists_are_paginated(
     assert first["data"][0]["id"] == ids[0]
     bad = await client.get("/v1/threads", params={"cursor": "nonsense"}, headers=account.headers)
     assert (bad.status_code, bad.json()["error"]["code"]) == (400, "invalid_cursor")
+    # Well-formed cursors of impossible moments (no zone; a zone that runs out of the calendar)
+    for moment in ("2026-01-01T00:00:00", "0001-01-01T00:00:00+14:00"):
+        forged = base64.urlsafe_b64encode(f"{moment}|{ids[0]}".encode()).decode().rstrip("=")
+        odd = await client.get("/v1/threads", params={"cursor": forged}, headers=account.headers)
+        assert (odd.status_code, odd.json()["error"]["code"]) == (400, "invalid_cursor"), moment
 
     for n in range(3):
         await threads.say(account.headers, ids[1], f"message {n}")

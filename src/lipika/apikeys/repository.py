@@ -34,6 +34,14 @@ class ApiKeyRepository:
             .values(revoked_at=now)
         )
 
+    async def revoke_all_of_user(self, user_id: uuid.UUID, now: datetime) -> None:
+        """Every key the user made, in every workspace (their account was taken back)."""
+        await self.session.execute(
+            update(ApiKey)
+            .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+
     async def list(
         self, workspace_id: uuid.UUID, *, user_id: uuid.UUID | None, include_revoked: bool
     ) -> Sequence[ApiKey]:

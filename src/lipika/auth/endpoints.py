@@ -54,7 +54,7 @@ async def signup(body: SignupRequest, auth: AuthDep, limits: AbuseLimitsDep) -> 
     link). The answer is the same either way; the account works once the link is used.
     Sign-ups per client address are limited (429 `too_many_attempts`)."""
     await limits.signup()
-    await auth.signup(body.email, body.password, body.name)
+    await auth.signup(body.email, body.password, body.name, limits)
     return Accepted(status="verification_sent")
 
 

@@ -28,6 +28,17 @@ class RefreshTokenReused(Unauthorized):
     keep_changes = True
 
 
+class SessionOfUnverifiedAddress(Unauthorized):
+    """A refresh for a login whose address was never verified (it began before verification
+    existed): the login ends, and logging in again mails the link."""
+
+    code = "session_revoked"
+    keep_changes = True
+
+    def __init__(self) -> None:
+        super().__init__("this login has ended: verify your address, then log in again")
+
+
 class InvalidEmailToken(BadRequest):
     code = "invalid_token"
 

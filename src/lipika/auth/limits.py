@@ -109,6 +109,15 @@ class AbuseLimits:
             self._rules.verification_emails_per_email, subject_key(email)
         )
 
+    async def may_send_reset(self, email: str) -> bool:
+        """`password_reset` for the reset link a sign-up with a registered address mails: past
+        the limit the mail is skipped, the answer unchanged (so sign-ups cannot flood an inbox)."""
+        try:
+            await self.password_reset(email)
+        except TooManyAttempts:
+            return False
+        return True
+
     async def may_send_verification(self, email: str) -> bool:
         """`verification_email` for mail a request sends on the side (a login of an unverified
         address): past the limit the mail is skipped, the answer unchanged."""

@@ -16,11 +16,13 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lipika.apikeys.repository import ApiKeyRepository
 from lipika.auth import emails
 from lipika.auth.errors import (
     InvalidCredentials,
     InvalidEmailToken,
     RefreshTokenReused,
+    SessionOfUnverifiedAddress,
     UnverifiedLogin,
 )
 from lipika.auth.limits import AbuseLimits
@@ -30,6 +32,7 @@ from lipika.auth.repository import AuthRepository
 from lipika.auth.schemas import AuthResponse, TokenPair, UserOut
 from lipika.auth.security import (
     AccessClaims,
+    HashingBusy,
     PasswordHashing,
     encode_access_token,
     hash_secret,
@@ -114,15 +117,18 @@ class AuthService:
 
     # -- sign-up and verification ----------------------------------------------------------
 
-    async def signup(self, email: str, password: str, name: str) -> None:
+    async def signup(self, email: str, password: str, name: str, limits: AbuseLimits) -> None:
         """A new address gets an account (unverified, with an empty wallet) and a verification
-        link; a registered one gets a message saying so, with a reset link."""
+        link; a registered one gets a message saying so, with a reset link (counted as a reset
+        for that address: past its limit the mail is skipped, the answer unchanged)."""
         await require_strong_password(password, email=email, name=name)
         # Hashed in both branches, so both take as long, and before the first query: no
         # database connection is held while the hash waits its turn.
         password_hash = await self.passwords.hash(password)
         existing = await self.repo.user_by_email(email)
         if existing is not None:
+            if not await limits.may_send_reset(email):
+                return
             link = await new_link(
                 self.session, self.settings, existing.id, TokenPurpose.RESET_PASSWORD
             )
@@ -176,15 +182,21 @@ class AuthService:
         # connection (nor, on SQLite, the write lock that every transaction takes).
         await self.session.commit()
         stored = user.password_hash if user else None  # None still costs a hash
-        if not await self.passwords.verify(password, stored) or user is None:
+        try:
+            right = await self.passwords.verify(password, stored)
+        except HashingBusy:
+            await limits.login_succeeded(email)  # never checked: not a failed attempt
+            raise
+        if not right or user is None:
             raise InvalidCredentials
-        await limits.login_succeeded(email)
         if not user.verified:
             # The owner of the password may have lost the first link: mail a fresh one
-            # (within the verification e-mail limits; past them, nothing is sent).
+            # (within the verification e-mail limits; past them, nothing is sent). The attempt
+            # still counts, so the limits do not tell a right password from a wrong one.
             if await limits.may_send_verification(email):
                 await self._send_verification(user)
             raise UnverifiedLogin
+        await limits.login_succeeded(email)
         return await self._open_session(user)
 
     # -- password reset --------------------------------------------------------------------
@@ -219,7 +231,10 @@ class AuthService:
             raise InvalidEmailToken  # spent by a concurrent request meanwhile
         await self.repo.retire_email_tokens(user.id, TokenPurpose.RESET_PASSWORD, now)
         await self.repo.set_password(user.id, password_hash)
+        # Whoever had the account before the mailbox was proven loses every way in: its logins
+        # and its API keys.
         await self.repo.revoke_all_sessions(user.id, now)
+        await ApiKeyRepository(self.session).revoke_all_of_user(user.id, now)
         await self._mark_verified(user, now)
         return await self._open_session(user)
 
@@ -236,6 +251,12 @@ class AuthService:
         login = await self.repo.live_session(token.session_id)
         if login is None:
             raise Unauthorized("the session has been revoked", code="session_revoked")
+        user = await self.repo.user_by_id(login.user_id)
+        if user is None or not user.verified:
+            # A login from before addresses were verified: it ends here; logging in again
+            # mails the link that verifies the address.
+            await self.repo.revoke_session(login.id, now)
+            raise SessionOfUnverifiedAddress
         return await self._issue_tokens(login, now)
 
     async def logout(self, claims: AccessClaims, *, all_sessions: bool) -> None:

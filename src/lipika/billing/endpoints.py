@@ -185,7 +185,9 @@ async def _post(
 
 async def _require_operator(me: Principal, session: SessionDep) -> None:
     """Minting credits is for the platform's operators, never for a workspace's own admins: a
-    verified user whom `lipika operators add` named, acting as an owner or admin."""
+    verified user whom `lipika operators add` named, acting as an owner or admin, with a user
+    login (a leaked API key of an operator must not mint credits)."""
+    me.require_login()
     me.require(Role.ADMIN)
     if not await AuthRepository(session).is_verified_operator(me.user_id):
         raise Forbidden("only platform operators can grant or adjust credits", code="operator_only")

@@ -9,7 +9,7 @@ import contextlib
 import functools
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
@@ -300,6 +300,9 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         updated_at, thread_id = raw.split("|")
-        return datetime.fromisoformat(updated_at), uuid.UUID(thread_id)
-    except ValueError:
+        moment = datetime.fromisoformat(updated_at)
+        if moment.tzinfo is None:  # every cursor this list makes carries its zone
+            raise ValueError(updated_at)
+        return moment.astimezone(UTC), uuid.UUID(thread_id)
+    except (ValueError, OverflowError):
         raise BadRequest("not a cursor from this list", code="invalid_cursor") from None
