@@ -13,7 +13,9 @@ computes the rules (billing/rules.py: for each plan, refused, or the counters to
 which caps), and the function only does the atomic part: lock the wallet, pick the wallet's
 plan's rule, bump each counter under its cap, count the member's monthly cap (read from
 `member_caps` under the lock), insert the hold, reserve the amount. SQLite runs the same steps
-from Python. The positional, per-limit `lipika_admit` of 0003 is dropped.
+from Python. The positional, per-limit `lipika_admit` of 0003 is no longer called, but it stays:
+during a rolling deploy the previous release's pods still admit through it (after this
+migration and before they are replaced); a later migration drops it.
 
 Each counter a hold bumped is kept on it as [key, kind, amount]; a release gives back one
 request, the hold's current amount of credits (an extension bumps them too), or the units it
@@ -244,7 +246,7 @@ NEW_FUNCTIONS = {
     "lipika_admit_rules_many": (ADMIT_MANY, "jsonb, timestamptz, text, text"),
     "lipika_extend": (EXTEND, "uuid, bigint, timestamptz, text, jsonb, text"),
 }
-REPLACED = ("lipika_admit_many", "lipika_admit")  # 0003's, dropped in this order
+REPLACED = ("lipika_admit_many", "lipika_admit")  # 0003's, kept for the previous release
 
 
 def _revision_0003():
@@ -262,9 +264,6 @@ def upgrade() -> None:
     op.create_index("ix_holds_owner", "holds", ["owner_kind", "owner_id"])
     if op.get_bind().dialect.name != "postgresql":
         return
-    old = _revision_0003().FUNCTIONS
-    for name in REPLACED:
-        op.execute(f"DROP FUNCTION {name}({old[name][1]})")
     for sql, _ in NEW_FUNCTIONS.values():
         op.execute(sql)
     op.execute(RELEASE)
@@ -278,8 +277,8 @@ def downgrade() -> None:
         op.execute(
             old["lipika_release"][0].replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
         )
-        for name in reversed(REPLACED):
-            op.execute(old[name][0])
+        for name in reversed(REPLACED):  # still there unless a later revision dropped them
+            op.execute(old[name][0].replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"))
     op.drop_index("ix_holds_owner", table_name="holds")
     op.drop_column("holds", "owner_id")
     op.drop_column("holds", "owner_kind")
