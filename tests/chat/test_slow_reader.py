@@ -109,3 +109,56 @@ async def test_a_stalled_reader_that_hangs_up_is_settled_at_once_for_what_it_was
     balance = (await client.get("/v1/billing/balance", headers=account.headers)).json()
     assert (balance["balance"], balance["held"]) == (100_000_000 - hold.captured, 0)
     await books.assert_balanced()
+
+
+@pytest.fixture
+async def short_budget_live_url(settings, fake_providers):
+    """An app with every provider pointed at the fakes and a 2 s stream budget, on a socket."""
+    from asgi_lifespan import LifespanManager
+
+    from lipika.app import create_app
+    from lipika.config import Settings
+    from tests.fixtures.live import serve
+
+    configured = Settings(
+        **{
+            **settings.model_dump(),
+            **fake_providers.settings_kwargs(),
+            "stream_budget_seconds": 2,
+            "db_pool_size": 4,
+            "checkpoint_pool_size": 2,
+        },
+        _env_file=None,
+    )
+    async with LifespanManager(create_app(configured)) as manager, serve(manager.app) as url:
+        yield url
+
+
+async def test_a_reader_too_slow_for_the_budget_is_charged_what_it_was_sent(
+    short_budget_live_url: str, client, signup, fake_providers, books
+) -> None:
+    """The budget runs out while the relay is blocked on a client that stopped reading: that is
+    the client's doing, charged like a hang-up (what was sent), not a free provider timeout."""
+    account = await signup()
+    fake = fake_providers["openai"]
+    fake.reset()
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": f"Go on [[tokens={ANSWER_TOKENS}]]"}],
+        "max_tokens": ANSWER_TOKENS,
+        "stream": True,
+    }
+    sock = await open_stalling_stream(short_budget_live_url, account.headers, body)
+    workspace = uuid.UUID(account.personal_workspace_id)
+    try:
+        async with asyncio.timeout(15):
+            while not (holds := await books.holds(workspace)) or holds[0].status.value == "open":
+                await asyncio.sleep(0.05)
+        [hold] = holds
+        assert (hold.status.value, hold.outcome) == ("captured", "client_disconnect")
+        assert 0 < hold.usage["output_tokens"] < ANSWER_TOKENS
+        assert hold.captured > 0
+    finally:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()
+    await books.assert_balanced()

@@ -105,7 +105,9 @@ STALLED_STREAM = (
     "once the previous one was handed to the client's connection, and a connection buffers at "
     "most a few tens of KiB. A client that stops reading stops the stream; if it then hangs "
     "up, it is charged (as `client_disconnect`) the output that was sent to it, not the rest "
-    "of the answer."
+    "of the answer. A client still too slow to take the answer when the stream's time budget "
+    "runs out is cut off and charged the same way; the budget running out while the stream "
+    "waits on the provider is the provider's timeout, free."
 )
 
 

@@ -89,6 +89,7 @@ class ChatStream:
         self.include_usage = include_usage
         self.budget = budget
         self.chunks = ChunkFrames(prepared.request.model)
+        self._writing = False  # blocked handing a piece to the client (back-pressure)
         self._events: AsyncIterator[StreamEvent]
         self._first: asyncio.Future[StreamEvent]
 
@@ -125,7 +126,11 @@ class ChatStream:
                 await self.call.settle(outcome_of(exc, produced_output=self.call.produced_output))
             except TimeoutError:
                 failure = StreamTimedOut(f"the stream ran past its {self.budget:g} s budget")
-                await self.call.settle(Outcome.PROVIDER_TIMEOUT)
+                # Out of time while blocked on the client (it reads too slowly): charged what
+                # was sent, like a hang-up; while waiting on the provider: its timeout, free.
+                await self.call.settle(
+                    Outcome.CLIENT_DISCONNECT if self._writing else Outcome.PROVIDER_TIMEOUT
+                )
             except Exception:
                 log.exception("chat stream failed", model=self.prepared.request.model)
                 failure = StreamFailed("the stream failed on our side; nothing was charged")
@@ -146,7 +151,9 @@ class ChatStream:
             while True:
                 if type(event) is str:
                     if event:
+                        self._writing = True
                         await write(self.chunks.content(event))
+                        self._writing = False
                         self.call.deliver(event)
                 elif type(event) is Usage:
                     self.call.report(event)
