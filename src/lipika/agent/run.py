@@ -68,6 +68,7 @@ class AgentRun:
         self._first_event: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._streaming = False
         self._sink: Deliver | None = None
+        self._writing = False  # blocked handing an event to a slow client
         self._ended = asyncio.Event()  # the terminal event is out (delivered or queued)
         self._stopped_by: LipikaError | None = None  # why `stop` ended the run, if it did
         context.emit = self._emit
@@ -144,10 +145,13 @@ class AgentRun:
         if self._sink is None:
             self._events.put_nowait(event)
         else:
+            self._writing = True
             try:
                 await self._sink(event)
             except OSError:  # the client left: its response cancels the run
                 self._sink = None
+            finally:
+                self._writing = False
         if not self._first_event.done():
             self._first_event.set_result(None)
 
@@ -209,9 +213,11 @@ class AgentRun:
             log.exception("agent_run_finish_failed", run_id=str(self.run_id), error=repr(exc))
 
     def _out_of_time(self) -> None:
+        # Out of time while blocked on a client too slow to read: its doing, charged what was
+        # sent (as a hang-up); otherwise the provider's timeout, free (the charge policy).
         self.stop(
             RunTimedOut(f"the run took longer than {self.budget_seconds:g} s"),
-            Outcome.PROVIDER_TIMEOUT,
+            Outcome.CLIENT_DISCONNECT if self._writing else Outcome.PROVIDER_TIMEOUT,
         )
 
     def _failed(self, error: LipikaError) -> Event | None:
