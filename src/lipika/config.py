@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     access_token_ttl_seconds: int = Field(15 * 60, ge=30)
     refresh_token_ttl_seconds: int = Field(30 * 24 * 3600, ge=60)
+    refresh_grace_seconds: float = Field(10, ge=0, le=60)
     max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     # No longer read: operators are recorded in the database. Kept only to refuse a value.
     operator_emails: str | None = Field(None, exclude=True)

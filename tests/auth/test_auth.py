@@ -1,6 +1,14 @@
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
 import httpx
+from sqlalchemy import update
+
+from lipika.auth.models import RefreshToken
+from lipika.auth.security import hash_secret
+from lipika.db import utcnow
 
 
 async def test_signup_login_me(client: httpx.AsyncClient, signup) -> None:
@@ -37,7 +45,17 @@ async def test_missing_and_garbage_tokens(client: httpx.AsyncClient) -> None:
     assert basic.status_code == 401
 
 
-async def test_refresh_rotates_and_reuse_revokes_the_session(client: httpx.AsyncClient, signup) -> None:
+async def _past_the_grace(books, refresh_token: str) -> None:
+    """Moves a used refresh token's use back beyond the grace window (as if time had passed)."""
+    async with books.sessionmaker.begin() as session:
+        await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.token_hash == hash_secret(refresh_token))
+            .values(used_at=utcnow() - timedelta(minutes=5))
+        )
+
+
+async def test_refresh_rotates_and_reuse_revokes_the_session(client: httpx.AsyncClient, signup, books) -> None:
     account = await signup()
     first = await client.post("/v1/auth/refresh", json={"refresh_token": account.refresh_token})
     assert first.status_code == 200
@@ -45,6 +63,7 @@ async def test_refresh_rotates_and_reuse_revokes_the_session(client: httpx.Async
     assert rotated["refresh_token"] != account.refresh_token
     assert (await client.get("/v1/me", headers={"Authorization": f"Bearer {rotated['access_token']}"})).status_code == 200
 
+    await _past_the_grace(books, account.refresh_token)
     replay = await client.post("/v1/auth/refresh", json={"refresh_token": account.refresh_token})
     assert replay.status_code == 401
     assert replay.json()["error"]["code"] == "refresh_token_reused"
@@ -110,3 +129,21 @@ async def test_token_signed_with_another_key_is_refused(client: httpx.AsyncClien
     response = await client.get("/v1/me", headers={"Authorization": f"Bearer {forged}"})
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_token"
+
+
+async def test_two_tabs_refreshing_at_once_get_the_same_pair(client: httpx.AsyncClient, signup) -> None:
+    """Within the grace window a just-rotated refresh token returns the pair it was rotated to,
+    so two tabs refreshing together both stay logged in (and share one login)."""
+    account = await signup()
+    body = {"refresh_token": account.refresh_token}
+    answers = await asyncio.gather(*(client.post("/v1/auth/refresh", json=body) for _ in range(2)))
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    first, second = (a.json() for a in answers)
+    assert first == second
+    later = await client.post("/v1/auth/refresh", json=body)
+    assert later.json() == first
+    me = await client.get("/v1/me", headers={"Authorization": f"Bearer {first['access_token']}"})
+    assert me.status_code == 200
+    # The pair rotates on as usual.
+    onward = await client.post("/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert onward.status_code == 200 and onward.json()["refresh_token"] != first["refresh_token"]

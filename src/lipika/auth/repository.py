@@ -42,6 +42,12 @@ class AuthRepository:
         )
         return result.rowcount == 1
 
+    async def refresh_token_used_at(self, token_id: uuid.UUID) -> datetime | None:
+        """When a concurrent request used the token (read after losing the claim to it)."""
+        return await self.session.scalar(
+            select(RefreshToken.used_at).where(RefreshToken.id == token_id)
+        )
+
     async def live_session(self, session_id: uuid.UUID) -> AuthSession | None:
         return await self.session.scalar(
             select(AuthSession).where(

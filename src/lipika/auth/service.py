@@ -9,6 +9,9 @@ sign-up hashes the password in both branches, which outweighs its few writes.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -245,9 +248,16 @@ class AuthService:
         token = await self.repo.refresh_token(hash_secret(refresh_token))
         if token is None or token.expires_at <= now:
             raise Unauthorized("invalid or expired refresh token", code="invalid_refresh_token")
-        if token.used_at is not None or not await self.repo.claim_refresh_token(token.id, now):
-            await self.repo.revoke_session(token.session_id, now)
-            raise RefreshTokenReused("refresh token was already used; the session is revoked")
+        rotating = token.used_at is None and await self.repo.claim_refresh_token(token.id, now)
+        if not rotating:
+            # Used already. Within the grace window that is a second tab refreshing at the same
+            # moment: it gets the very pair the first refresh got. After it, a replay: the
+            # token was stolen or copied, and its whole login ends. (Read from the database:
+            # the session's copy of the row may carry this request's own failed claim.)
+            used_at = await self.repo.refresh_token_used_at(token.id)
+            if used_at is None or now - used_at > self._refresh_grace:
+                await self.repo.revoke_session(token.session_id, now)
+                raise RefreshTokenReused("refresh token was already used; the session is revoked")
         login = await self.repo.live_session(token.session_id)
         if login is None:
             raise Unauthorized("the session has been revoked", code="session_revoked")
@@ -257,7 +267,10 @@ class AuthService:
             # mails the link that verifies the address.
             await self.repo.revoke_session(login.id, now)
             raise SessionOfUnverifiedAddress
-        return await self._issue_tokens(login, now)
+        successor = _successor(self.settings, token.token_hash)
+        if not rotating:
+            return self._pair(login, used_at, successor)
+        return await self._issue_tokens(login, now, successor)
 
     async def logout(self, claims: AccessClaims, *, all_sessions: bool) -> None:
         now = utcnow()
@@ -287,10 +300,16 @@ class AuthService:
         tokens = await self._issue_tokens(login, utcnow())
         return AuthResponse(**tokens.model_dump(), user=UserOut.model_validate(user))
 
-    async def _issue_tokens(self, login: AuthSession, now: datetime) -> TokenPair:
-        access_ttl = timedelta(seconds=self.settings.access_token_ttl_seconds)
+    @property
+    def _refresh_grace(self) -> timedelta:
+        return timedelta(seconds=self.settings.refresh_grace_seconds)
+
+    async def _issue_tokens(
+        self, login: AuthSession, now: datetime, refresh_token: str | None = None
+    ) -> TokenPair:
+        """A new pair; `refresh_token` is the rotated token's successor (see `_successor`)."""
         refresh_ttl = timedelta(seconds=self.settings.refresh_token_ttl_seconds)
-        refresh_token = new_secret(REFRESH_TOKEN_PREFIX)
+        refresh_token = refresh_token or new_secret(REFRESH_TOKEN_PREFIX)
         await self.repo.add(
             RefreshToken(
                 session_id=login.id,
@@ -298,6 +317,12 @@ class AuthService:
                 expires_at=now + refresh_ttl,
             )
         )
+        return self._pair(login, now, refresh_token)
+
+    def _pair(self, login: AuthSession, now: datetime, refresh_token: str) -> TokenPair:
+        """The pair issued at `now`: the same moment and refresh token give the same pair."""
+        access_ttl = timedelta(seconds=self.settings.access_token_ttl_seconds)
+        refresh_ttl = timedelta(seconds=self.settings.refresh_token_ttl_seconds)
         access = encode_access_token(
             AccessClaims(login.user_id, login.id),
             key=self.settings.signing_key,
@@ -310,3 +335,13 @@ class AuthService:
             refresh_token=refresh_token,
             refresh_expires_in=int(refresh_ttl.total_seconds()),
         )
+
+
+def _successor(settings: Settings, token_hash: str) -> str:
+    """The refresh token that replaces the one whose hash is `token_hash`: derived from it with
+    the signing key, so a second refresh inside the grace window can hand out the same one
+    (only hashes are stored)."""
+    digest = hmac.new(
+        settings.signing_key.encode(), b"refresh-successor:" + token_hash.encode(), hashlib.sha256
+    ).digest()
+    return REFRESH_TOKEN_PREFIX + base64.urlsafe_b64encode(digest).decode().rstrip("=")
