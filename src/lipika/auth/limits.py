@@ -11,6 +11,7 @@ the server trusts the ingress's `X-Forwarded-For` (`lipika serve --forwarded-all
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -112,20 +113,21 @@ class AbuseLimits:
     async def may_send_reset(self, email: str) -> bool:
         """`password_reset` for the reset link a sign-up with a registered address mails: past
         the limit the mail is skipped, the answer unchanged (so sign-ups cannot flood an inbox)."""
-        try:
-            await self.password_reset(email)
-        except TooManyAttempts:
-            return False
-        return True
+        return await _within(self.password_reset(email))
 
     async def may_send_verification(self, email: str) -> bool:
         """`verification_email` for mail a request sends on the side (a login of an unverified
         address): past the limit the mail is skipped, the answer unchanged."""
-        try:
-            await self.verification_email(email)
-        except TooManyAttempts:
-            return False
-        return True
+        return await _within(self.verification_email(email))
+
+
+async def _within(counted: Awaitable[None]) -> bool:
+    """Whether a limit had room for what `counted` counts (it is counted if so)."""
+    try:
+        await counted
+    except TooManyAttempts:
+        return False
+    return True
 
 
 async def abuse_limits(request: Request) -> AbuseLimits:
