@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import re
 from collections.abc import AsyncIterator
@@ -34,6 +33,7 @@ from lipika.kit.middleware import (
     GZipExceptStreams,
     RequestContextMiddleware,
 )
+from lipika.kit.tasks import cancel_and_wait
 from lipika.mail.mailer import build_mailer
 from lipika.openapi import install_openapi, operation_id
 from lipika.ops.alarms import InvariantCheck, check_forever
@@ -150,9 +150,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
                 metrics_server.shutdown()
                 metrics_server.server_close()
             for task in (loop, alarms):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait(task)
             await mailer.aclose()
             await agent.aclose()  # each stopped run releases its thread ...
             await run_leases.aclose()  # ... and this frees any this process still holds

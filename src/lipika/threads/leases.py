@@ -15,7 +15,6 @@ another process can take the thread only after this one has stopped its run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import uuid
@@ -31,6 +30,7 @@ from lipika.billing.models import Hold
 from lipika.billing.policy import Outcome
 from lipika.billing.resolvers import HoldResolvers, Later, Release, Resolution
 from lipika.db import utcnow
+from lipika.kit.tasks import cancel_and_wait
 from lipika.threads.repository import ThreadRepository
 
 log = structlog.get_logger()
@@ -118,9 +118,7 @@ class RunLeases:
         """Stops the heartbeat and frees every thread this process still holds (if the
         database cannot be reached, their leases expire instead)."""
         if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+            await cancel_and_wait(self._heartbeat)
         for held in self._held.values():
             held.deadline.cancel()
         self._held.clear()
