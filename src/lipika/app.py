@@ -36,12 +36,12 @@ from lipika.kit.middleware import (
 from lipika.kit.tasks import cancel_and_wait
 from lipika.mail.mailer import build_mailer
 from lipika.openapi import install_openapi, operation_id
-from lipika.ops.alarms import InvariantCheck, check_forever
+from lipika.ops.alarms import InvariantCheck, register_invariant_checks
 from lipika.ops.endpoints import router as ops_router
 from lipika.ops.metrics import MeterEvents, Metrics, serve_metrics
 from lipika.ops.providers import observe_providers
 from lipika.ops.tracing import Tracing
-from lipika.periodic import PeriodicTasks
+from lipika.periodic import PeriodicTasks, lock_name
 from lipika.providers.registry import build_registry
 from lipika.redis import create_redis
 from lipika.threads.endpoints import router as threads_router
@@ -104,19 +104,16 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         register_step_holds(meter.resolvers, sessionmaker, settings.run_lease_seconds)
         reconciler = Reconciler(meter, sessionmaker)
         mailer = build_mailer(settings)
-        periodic = PeriodicTasks()  # each domain registers its periodic work here
+        periodic = PeriodicTasks(lock_name(settings.redis_key_prefix))  # each domain adds its work
         register_reconciliation(periodic, reconciler)
+        register_invariant_checks(
+            periodic,
+            InvariantCheck.for_settings(settings, engine, metrics),
+            settings.invariant_check_interval_seconds,
+        )
         loop = asyncio.create_task(
             periodic.run_forever(redis, settings.reconcile_interval_seconds, metrics.reconciled),
             name="reconcile",
-        )
-        alarms = asyncio.create_task(
-            check_forever(
-                InvariantCheck.for_settings(settings, engine, metrics),
-                redis,
-                settings.invariant_check_interval_seconds,
-            ),
-            name="invariants",
         )
         metrics_server = serve_metrics(metrics, settings.metrics_port)
         # Everything built so far lives as long as the process: keep it out of the collector's
@@ -149,8 +146,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
             if metrics_server is not None:
                 metrics_server.shutdown()
                 metrics_server.server_close()
-            for task in (loop, alarms):
-                await cancel_and_wait(task)
+            await cancel_and_wait(loop)
             await mailer.aclose()
             await agent.aclose()  # each stopped run releases its thread ...
             await run_leases.aclose()  # ... and this frees any this process still holds

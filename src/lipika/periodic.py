@@ -1,8 +1,9 @@
 """Periodic work: one loop per pod, one Redis lock, the tasks of every domain.
 
-Each domain registers its own task at start-up (billing: reconciliation; next, jobs: adopting
-jobs whose lease expired; payments: re-checking pending ones), so the loop and billing never
-import the domains above them. Only the pod holding the lock runs a pass; every task is
+Each domain registers its own task at start-up (billing: reconciliation; ops: the invariant
+alarms; next, jobs: adopting jobs whose lease expired; payments: re-checking pending ones), so
+the loop and billing never import the domains above them. A task may run less often than the
+loop (`every`). Only the pod holding the lock runs a pass; every task is
 idempotent, so a pod dying half-way (or two passes after a lock expiry) costs repeated no-ops.
 """
 
@@ -21,27 +22,58 @@ from redis.asyncio import Redis
 
 log = structlog.get_logger()
 
-LOCK_NAME = "lipika:lock:reconcile"
+LOCK_NAME = "lipika:lock:reconcile"  # with the default key prefix; see `lock_name`
 
 # A task returns a report to log (a dataclass of counts, or a mapping); all zeros: quiet.
 PeriodicTask = Callable[[], Awaitable[Any]]
 
 
+def lock_name(key_prefix: str) -> str:
+    """The loop's lock under `LIPIKA_REDIS_KEY_PREFIX`, so two deployments sharing one Redis
+    each run their own loop."""
+    return f"{key_prefix}:lock:reconcile"
+
+
+@dataclass
+class _Entry:
+    task: PeriodicTask
+    every: float | None  # seconds between runs; None: every pass
+    idle: Callable[[], None] | None  # told when another pod holds the lock
+    due: float = 0.0  # time.monotonic() of the next run
+
+
 @dataclass
 class PeriodicTasks:
-    tasks: dict[str, PeriodicTask] = field(default_factory=dict)
+    lock: str = LOCK_NAME
+    entries: dict[str, _Entry] = field(default_factory=dict)
 
-    def register(self, name: str, task: PeriodicTask) -> None:
-        if name in self.tasks:
+    def register(
+        self,
+        name: str,
+        task: PeriodicTask,
+        *,
+        every: float | None = None,
+        idle: Callable[[], None] | None = None,
+    ) -> None:
+        """Adds `task` to every pass, or to one pass in `every` seconds. `idle` is called on
+        each pass this pod sits out (another pod holds the lock): e.g. to clear gauges that
+        only the pod doing the work may report."""
+        if name in self.entries:
             raise ValueError(f"a periodic task named {name!r} is already registered")
-        self.tasks[name] = task
+        self.entries[name] = _Entry(task, every, idle)
 
     async def run_once(self) -> dict[str, Any]:
-        """One pass of every task, in registration order; one task failing skips only itself."""
+        """One pass of every task that is due, in registration order; one task failing skips
+        only itself."""
         reports: dict[str, Any] = {}
-        for name, task in self.tasks.items():
+        for name, entry in self.entries.items():
+            now = time.monotonic()
+            if now < entry.due:
+                continue
+            if entry.every is not None:
+                entry.due = now + entry.every
             try:
-                reports[name] = report = await task()
+                reports[name] = report = await entry.task()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the other tasks still run
@@ -51,6 +83,12 @@ class PeriodicTasks:
             if any(counts.values()):
                 log.info("periodic_task_done", task=name, **counts)
         return reports
+
+    def sit_out(self) -> None:
+        for entry in self.entries.values():
+            if entry.idle is not None:
+                entry.idle()
+            entry.due = 0.0  # whoever takes the lock next runs everything at once
 
     async def run_forever(
         self,
@@ -63,7 +101,7 @@ class PeriodicTasks:
         while True:
             started: float | None = None
             try:
-                lock = redis.lock(LOCK_NAME, timeout=max(60.0, interval * 4), blocking=False)
+                lock = redis.lock(self.lock, timeout=max(60.0, interval * 4), blocking=False)
                 acquired = await lock.acquire()
                 _raise_if_cancelled()
                 if acquired:
@@ -75,6 +113,8 @@ class PeriodicTasks:
                     finally:
                         with contextlib.suppress(Exception):
                             await lock.release()
+                else:
+                    self.sit_out()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the loop must outlive a bad pass

@@ -9,19 +9,18 @@ logged as errors.
 - `metered_below_usage`: a capture whose provider-reported usage cost more than the hold, so
   the charge was capped (the hold was sized too small).
 
-The last two look at holds settled in the past day. One pod at a time runs the check, under
-a Redis lock; the others clear their gauges, so `max by (check)` over pods is the truth.
+The last two look at holds settled in the past day. The check is a task of the periodic loop
+(`lipika/periodic.py`): one pod at a time runs it, under the loop's lock; the others clear
+their gauges, so `max by (check)` over pods is the truth.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lipika.billing.repository import LedgerRepository
@@ -29,10 +28,10 @@ from lipika.config import Settings
 from lipika.db import utcnow
 from lipika.ops.metrics import Metrics
 from lipika.ops.repository import InvariantRepository
+from lipika.periodic import PeriodicTasks
 
 log = structlog.get_logger()
 
-LOCK_NAME = "lipika:lock:invariants"
 RECENT = timedelta(days=1)
 SAMPLE = 20  # ids logged per violated check
 CHECKS = ("ledger_drift", "charged_nothing", "overdue_holds", "metered_below_usage")
@@ -116,27 +115,17 @@ def _hold(row, **extra: str) -> dict[str, str]:  # noqa: ANN001
     return {"hold_id": str(row.id), "workspace_id": str(row.workspace_id), **extra}
 
 
-async def check_forever(check: InvariantCheck, redis: Redis, interval: float) -> None:
-    """The periodic loop started by the lifespan; only the pod holding the lock checks."""
-    while True:
+def register_invariant_checks(tasks: PeriodicTasks, check: InvariantCheck, every: float) -> None:
+    """Ops' contribution to the periodic loop: the check, once in `every` seconds, on the pod
+    holding the loop's lock; the pods sitting out clear their gauges."""
+
+    async def run() -> dict[str, int]:
         try:
-            lock = redis.lock(LOCK_NAME, timeout=max(60.0, interval * 4), blocking=False)
-            acquired = await lock.acquire()
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():  # see billing.tasks: fakeredis's lock
-                raise asyncio.CancelledError
-            if acquired:
-                try:
-                    await check.run_once()
-                    check.metrics.invariant_checks.labels("ok").inc()
-                finally:
-                    with contextlib.suppress(Exception):
-                        await lock.release()
-            else:
-                check.forget()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - the loop must outlive a bad pass
+            violations = await check.run_once()
+        except Exception:
             check.metrics.invariant_checks.labels("failed").inc()
-            log.exception("invariant_check_failed")
-        await asyncio.sleep(interval)
+            raise
+        check.metrics.invariant_checks.labels("ok").inc()
+        return {v.check: v.count for v in violations}
+
+    tasks.register("ops.invariants", run, every=every, idle=check.forget)
