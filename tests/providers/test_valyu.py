@@ -12,14 +12,8 @@ import pytest
 from aiohttp import web
 
 from lipika.providers.errors import ProviderAuthFailed, ProviderRateLimited, ProviderRejected
-from lipika.providers.valyu import (
-    CallbackUnverified,
-    ResearchStatus,
-    ResearchTask,
-    ValyuResearch,
-    parse_status,
-    verify_callback,
-)
+from lipika.providers.research import ResearchStatus, ResearchTask
+from lipika.providers.valyu import CallbackUnverified, ValyuResearch, parse_status, verify_callback
 from tests.fixtures.fakes.valyu import HOST, ValyuFake
 
 

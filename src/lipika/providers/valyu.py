@@ -14,10 +14,10 @@ the caller re-reads the task's status from the API instead (`CallbackUnverified`
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 import orjson
@@ -29,13 +29,19 @@ from lipika.providers.errors import (
     ProviderRejected,
     ProviderTimeout,
 )
+from lipika.providers.research import (
+    MODES,
+    CreatedTask,
+    ResearchState,
+    ResearchStatus,
+    ResearchTask,
+    Source,
+)
 
 DEFAULT_BASE_URL = "https://api.valyu.ai/v1"
-MODES = ("instant", "fast", "standard", "heavy", "max")
 MAX_QUERY_CHARS = 25_000
 CALLBACK_TOLERANCE_SECONDS = 300  # a callback signed longer ago than this is stale
 
-ResearchState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 _STATES: dict[str, ResearchState] = {
     "queued": "queued",
     "running": "running",
@@ -45,49 +51,6 @@ _STATES: dict[str, ResearchState] = {
     "failed": "failed",
     "cancelled": "cancelled",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class ResearchTask:
-    """What to research; `mode` is the price book's per-task SKU suffix."""
-
-    query: str
-    mode: str = "standard"
-    output_formats: Sequence[str] = ("markdown",)
-    urls: Sequence[str] = ()
-    webhook_url: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CreatedTask:
-    id: str
-    webhook_secret: str | None  # returned once, only when a webhook URL was given
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    title: str
-    url: str
-
-
-@dataclass(frozen=True, slots=True)
-class ResearchStatus:
-    """Where a task stands. `cost_usd` is Valyu's own figure once it ended (None before)."""
-
-    id: str
-    state: ResearchState
-    step: int = 0
-    total_steps: int = 0
-    sources: tuple[Source, ...] = ()
-    title: str | None = None
-    output: Any = None  # markdown text, or the JSON the task's schema asked for
-    cost_usd: Decimal | None = None
-    error: str | None = None
-    etag: str | None = field(default=None, compare=False)
-
-    @property
-    def ended(self) -> bool:
-        return self.state in ("succeeded", "failed", "cancelled")
 
 
 class CallbackUnverified(ProviderRejected):
