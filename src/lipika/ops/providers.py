@@ -33,6 +33,7 @@ class ObservedProvider(ChatProvider):
     def __init__(self, inner: ChatProvider, metrics: Metrics, tracer: Tracer) -> None:
         self.inner = inner
         self.name = inner.name
+        self.features = inner.features
         self.metrics = metrics
         self.tracer = tracer
 

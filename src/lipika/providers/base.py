@@ -11,17 +11,22 @@ This module re-exports the chat capability and the errors, the names every adapt
 """
 
 from lipika.providers.chat import (
+    FEATURES,
     ChatProvider,
     ChatRequest,
     ChatResult,
     ClientT,
     Finish,
     FinishReason,
+    Image,
     Message,
+    ResponseFormat,
     SDKClientProvider,
     StreamEvent,
     Tool,
     ToolCall,
+    ToolCallDelta,
+    ToolChoice,
     Usage,
     parse_arguments,
     turns,
@@ -34,9 +39,11 @@ from lipika.providers.errors import (
     ProviderRateLimited,
     ProviderRejected,
     ProviderTimeout,
+    retry_hint,
 )
 
 __all__ = [
+    "FEATURES",
     "STATUS_ERRORS",
     "ChatProvider",
     "ChatRequest",
@@ -44,6 +51,7 @@ __all__ = [
     "ClientT",
     "Finish",
     "FinishReason",
+    "Image",
     "Message",
     "ProviderAuthFailed",
     "ProviderError",
@@ -51,11 +59,15 @@ __all__ = [
     "ProviderRateLimited",
     "ProviderRejected",
     "ProviderTimeout",
+    "ResponseFormat",
     "SDKClientProvider",
     "StreamEvent",
     "Tool",
     "ToolCall",
+    "ToolCallDelta",
+    "ToolChoice",
     "Usage",
     "parse_arguments",
+    "retry_hint",
     "turns",
 ]

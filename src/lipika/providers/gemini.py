@@ -18,6 +18,7 @@ a 1–10 s sleep), and its timeout bounds the whole call, stream included.
 from __future__ import annotations
 
 import asyncio
+import base64
 import weakref
 from collections.abc import AsyncIterator, Iterable
 from types import SimpleNamespace
@@ -26,6 +27,7 @@ from uuid import uuid4
 import aiohttp
 from google import genai
 from google.genai import errors, types
+from orjson import dumps
 
 from lipika.providers.base import (
     STATUS_ERRORS,
@@ -40,7 +42,9 @@ from lipika.providers.base import (
     ProviderTimeout,
     StreamEvent,
     ToolCall,
+    ToolCallDelta,
     Usage,
+    retry_hint,
     turns,
 )
 
@@ -53,6 +57,12 @@ _NO_AFC = types.AutomaticFunctionCallingConfig(disable=True)
 
 class GeminiProvider(ChatProvider):
     name = "gemini"
+    # Gemini takes images inline only (a URL must be a file uploaded to Google), cannot be
+    # kept from calling tools in parallel, and gives no OpenAI-shaped log probabilities.
+    features = frozenset(
+        {"tools", "tool_choice", "stop", "temperature", "top_p", "seed"}
+        | {"json_object", "json_schema", "image_data"}
+    )
 
     def __init__(
         self, api_key: str | None, base_url: str | None, *, timeout: float, max_retries: int
@@ -160,7 +170,10 @@ class GeminiProvider(ChatProvider):
                             if part.text and not part.thought:
                                 yield part.text
                             elif part.function_call:
-                                calls.append(tool_call(part.function_call))
+                                call = tool_call(part.function_call)
+                                arguments = dumps(call.arguments).decode()
+                                yield ToolCallDelta(len(calls), call.id, call.name, arguments)
+                                calls.append(call)
                     if candidate.finish_reason:
                         finish = candidate.finish_reason
                 elif chunk.prompt_feedback and chunk.prompt_feedback.block_reason:
@@ -198,7 +211,8 @@ class GeminiProvider(ChatProvider):
         error = STATUS_ERRORS.get(exc.code, ProviderError)
         if mid_stream and error in (ProviderRejected, ProviderAuthFailed):
             error = ProviderError
-        return error(message)
+        headers = getattr(exc.response, "headers", None)
+        return error(message, retry_after=_retry_delay(exc) or retry_hint(headers))
 
 
 def contents(request: ChatRequest) -> list[types.Content]:
@@ -233,7 +247,12 @@ def contents(request: ChatRequest) -> list[types.Content]:
             result.append(types.Content(role="model", parts=parts))
         else:
             role = "model" if turn.role == "assistant" else "user"
-            result.append(types.Content(role=role, parts=[types.Part(text=turn.content)]))
+            parts = [types.Part(text=turn.content)] if turn.content or not turn.images else []
+            for image in turn.images:  # data URLs only: the features say so
+                media_type, data = image.data()
+                blob = types.Blob(mime_type=media_type, data=base64.b64decode(data))
+                parts.append(types.Part(inline_data=blob))
+            result.append(types.Content(role=role, parts=parts))
     return result
 
 
@@ -248,13 +267,35 @@ def config(request: ChatRequest) -> types.GenerateContentConfig:
             for t in request.tools
         ]
         tools = [types.Tool(function_declarations=declarations)]
+    fmt = request.response_format
     return types.GenerateContentConfig(
         system_instruction=system or None,
         max_output_tokens=request.max_output_tokens,
         temperature=request.temperature,
+        top_p=request.top_p,
+        seed=request.seed,
+        stop_sequences=list(request.stop) or None,
+        response_mime_type="application/json" if fmt else None,
+        response_json_schema=fmt.schema if fmt and fmt.type == "json_schema" else None,
         tools=tools,
+        tool_config=tool_config(request),
         automatic_function_calling=_NO_AFC,
     )
+
+
+_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "tool": "ANY"}
+
+
+def tool_config(request: ChatRequest) -> types.ToolConfig | None:
+    """OpenAI's `tool_choice`: a named tool is "any" of a list of one."""
+    choice = request.tool_choice
+    if choice is None:
+        return None
+    calling = types.FunctionCallingConfig(
+        mode=_MODES[choice.mode],
+        allowed_function_names=[choice.name] if choice.mode == "tool" and choice.name else None,
+    )
+    return types.ToolConfig(function_calling_config=calling)
 
 
 def tool_calls(parts: Iterable[types.Part]) -> tuple[ToolCall, ...]:
@@ -278,6 +319,19 @@ def usage(meta: types.GenerateContentResponseUsageMetadata) -> Usage:
     prompt = (meta.prompt_token_count or 0) + (meta.tool_use_prompt_token_count or 0)
     output = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
     return Usage(prompt, output, meta.cached_content_token_count or 0)
+
+
+def _retry_delay(exc: errors.APIError) -> float | None:
+    """The `retryDelay` of a RetryInfo in a Google error body ("30s"), if any."""
+    body = exc.details if isinstance(exc.details, dict) else {}
+    for detail in body.get("error", {}).get("details") or []:
+        delay = detail.get("retryDelay") if isinstance(detail, dict) else None
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return float(delay[:-1])
+            except ValueError:
+                return None
+    return None
 
 
 def _reason(exc: errors.APIError) -> str | None:
