@@ -97,7 +97,8 @@ def chat_request(
             )
     if body.stream and request.logprobs:
         raise UnsupportedParameter(
-            "log probabilities are served without streaming only; send `stream: false`",
+            f"log probabilities ({provider.name}) are served without streaming only; "
+            "send `stream: false`",
             param="logprobs",
             provider=provider.name,
             model=body.model,
