@@ -161,8 +161,8 @@ class DemoProvider(ChatProvider):
 
 
 def example(schema: dict[str, Any] | None) -> Any:
-    """A plain value of a JSON schema: its required properties (all, when it names none),
-    each the first of its enum, or "demo", 0, false, [] by type."""
+    """A plain value of a JSON schema: its required properties, each the first of its enum,
+    or "demo", 0, false, [] by type."""
     schema = schema or {}
     if "enum" in schema:
         return schema["enum"][0]
@@ -175,6 +175,5 @@ def example(schema: dict[str, Any] | None) -> Any:
     kind = kind[0] if isinstance(kind, list) else kind
     if kind == "object":
         properties = schema.get("properties") or {}
-        names = schema.get("required") or list(properties)
-        return {name: example(properties.get(name)) for name in names}
+        return {name: example(properties.get(name)) for name in schema.get("required") or ()}
     return {"string": "demo", "integer": 0, "number": 0, "boolean": False, "array": []}.get(kind)

@@ -57,10 +57,11 @@ _NO_AFC = types.AutomaticFunctionCallingConfig(disable=True)
 
 class GeminiProvider(ChatProvider):
     name = "gemini"
-    # Gemini takes images inline only (a URL must be a file uploaded to Google), cannot be
-    # kept from calling tools in parallel, and gives no OpenAI-shaped log probabilities.
+    # Gemini takes images inline only (a URL must be a file uploaded to Google) and gives no
+    # OpenAI-shaped log probabilities. It has no switch for parallel calls: with
+    # `parallel_tool_calls: false` the adapter keeps the first call of a turn.
     features = frozenset(
-        {"tools", "tool_choice", "stop", "temperature", "top_p", "seed"}
+        {"tools", "tool_choice", "parallel_tool_calls", "stop", "temperature", "top_p", "seed"}
         | {"json_object", "json_schema", "image_data"}
     )
 
@@ -138,6 +139,8 @@ class GeminiProvider(ChatProvider):
             finish = None
         meta = response.usage_metadata
         calls = tool_calls(parts or ())
+        if request.parallel_tool_calls is False:
+            calls = calls[:1]
         return ChatResult(
             text="".join(p.text for p in parts or () if p.text and not p.thought),
             usage=usage(meta) if meta else Usage(),
@@ -151,6 +154,7 @@ class GeminiProvider(ChatProvider):
         finish: types.FinishReason | str | None = None
         last: Usage | None = None
         calls: list[ToolCall] = []
+        one_call = request.parallel_tool_calls is False
         upstream: AsyncIterator[types.GenerateContentResponse] | None = None
         response: aiohttp.ClientResponse | None = None
         started = False
@@ -169,6 +173,8 @@ class GeminiProvider(ChatProvider):
                         for part in content.parts:
                             if part.text and not part.thought:
                                 yield part.text
+                            elif part.function_call and (one_call and calls):
+                                continue  # parallel calls off: the first call only
                             elif part.function_call:
                                 call = tool_call(part.function_call)
                                 arguments = dumps(call.arguments).decode()
