@@ -109,7 +109,5 @@ def _document_errors(operation: dict[str, Any]) -> None:
     for code in sorted(codes | {c for c in responses if c[0] in "45"}):
         responses[code] = {
             "description": _WHY.get(code) or responses.get(code, {}).get("description", "error"),
-            "content": {
-                "application/json": {"schema": {"$ref": REF.format(model="ErrorResponse")}}
-            },
+            "content": {"application/json": {"schema": {"$ref": REF.format(model="ErrorResponse")}}},
         }

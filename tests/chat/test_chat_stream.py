@@ -113,6 +113,7 @@ async def test_models_list_prices_availability_and_plan(client: httpx.AsyncClien
     assert anonymous.status_code == 401
 
 
+
 class Unmetered(DemoProvider):
     """The demo model, answering without usage."""
 

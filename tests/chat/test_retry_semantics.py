@@ -56,9 +56,7 @@ async def test_a_member_cap_is_not_retried(
         headers=people["owner"].headers,
     )
     assert capped.status_code == 204
-    async with sdk(
-        url, people["member"].access_token, **{"X-Workspace-Id": workspace_id}
-    ) as client_sdk:
+    async with sdk(url, people["member"].access_token, **{"X-Workspace-Id": workspace_id}) as client_sdk:
         with pytest.raises(openai.APIStatusError) as raised:
             await client_sdk.chat.completions.create(model="demo", messages=MESSAGES)
     assert raised.value.status_code == 429, raised.value.body
@@ -96,9 +94,7 @@ async def test_an_idempotency_replay_is_not_retried(counted: tuple[Counting, str
     assert counting.chat_requests == 2
 
 
-async def test_a_daily_limit_says_when_it_resets(
-    counted: tuple[Counting, str], signup, books
-) -> None:
+async def test_a_daily_limit_says_when_it_resets(counted: tuple[Counting, str], signup, books) -> None:
     counting, url = counted
     account = await signup()
     limit = 200  # the free plan's daily requests to `demo` per member

@@ -93,7 +93,9 @@ class AbuseLimits:
     async def login_succeeded(self, email: str) -> None:
         """Gives the attempt back: only failures count."""
         await self._counters.give_back(self._rules.login_failures_per_address, self.address)
-        await self._counters.give_back(self._rules.login_failures_per_account, subject_key(email))
+        await self._counters.give_back(
+            self._rules.login_failures_per_account, subject_key(email)
+        )
 
     async def signup(self) -> None:
         await self._counters.consume(self._rules.signups_per_address, self.address)
@@ -104,7 +106,9 @@ class AbuseLimits:
 
     async def verification_email(self, email: str) -> None:
         await self._counters.consume(self._rules.verification_emails_per_address, self.address)
-        await self._counters.consume(self._rules.verification_emails_per_email, subject_key(email))
+        await self._counters.consume(
+            self._rules.verification_emails_per_email, subject_key(email)
+        )
 
     async def may_send_reset(self, email: str) -> bool:
         """`password_reset` for the reset link a sign-up with a registered address mails: past

@@ -98,9 +98,7 @@ class Limiter:
         """Uncounts an attempt that `consume` counted (e.g. a login that succeeded)."""
         await self._give_back(limit, subject, limit.windows)
 
-    async def _give_back(
-        self, limit: Limit, subject: str, windows: Sequence[RateLimitItem]
-    ) -> None:
+    async def _give_back(self, limit: Limit, subject: str, windows: Sequence[RateLimitItem]) -> None:
         await asyncio.gather(*(self.windows.hit(w, limit.name, subject, cost=-1) for w in windows))
 
     async def aclose(self) -> None:
@@ -109,3 +107,4 @@ class Limiter:
             await self._pool.aclose()
         elif isinstance(self.storage, MemoryStorage) and self.storage.timer is not None:
             self.storage.timer.cancel()
+
