@@ -190,9 +190,8 @@ async def test_tool_choice_is_passed_on(provider: str, sdk: openai.AsyncOpenAI) 
 
 
 @pytest.mark.parametrize("provider", list(MODELS))
-@pytest.mark.parametrize("stream", [False, True])
 async def test_parallel_tool_calls_can_be_turned_off(
-    provider: str, stream: bool, sdk: openai.AsyncOpenAI, fake_providers
+    provider: str, sdk: openai.AsyncOpenAI, fake_providers
 ) -> None:
     content = "get_weather get_time [[tool=get_weather,get_time]]"
     request = {
@@ -201,15 +200,13 @@ async def test_parallel_tool_calls_can_be_turned_off(
         "tools": [WEATHER, TIME],
         "parallel_tool_calls": False,
     }
-    if stream:
-        names = []
-        async for chunk in await sdk.chat.completions.create(**request, stream=True):
-            for delta in (chunk.choices[0].delta.tool_calls if chunk.choices else None) or []:
-                names += [delta.function.name] if delta.id else []
-    else:
-        completion = await sdk.chat.completions.create(**request)
-        names = [c.function.name for c in completion.choices[0].message.tool_calls]
-    assert names == ["get_weather"]
+    completion = await sdk.chat.completions.create(**request)
+    assert [c.function.name for c in completion.choices[0].message.tool_calls] == ["get_weather"]
+    streamed = []
+    async for chunk in await sdk.chat.completions.create(**request, stream=True):
+        for delta in (chunk.choices[0].delta.tool_calls if chunk.choices else None) or []:
+            streamed += [delta.function.name] if delta.id else []
+    assert streamed == ["get_weather"]
     if provider == "gemini":  # Gemini has no switch: it called both, the adapter kept one
         assert len(fake_providers.gemini.last_call.tool_calls) == 2
 
@@ -233,23 +230,19 @@ async def test_structured_output_parses_into_the_schema(
 
 
 @pytest.mark.parametrize("provider", ["openai", "gemini", "xai", "demo"])
-@pytest.mark.parametrize("stream", [False, True])
-async def test_json_mode_answers_a_json_object(
-    provider: str, stream: bool, sdk: openai.AsyncOpenAI
-) -> None:
+async def test_json_mode_answers_a_json_object(provider: str, sdk: openai.AsyncOpenAI) -> None:
     request = {
         "model": MODELS[provider],
         "messages": [{"role": "user", "content": "Answer in JSON [[tokens=4]]"}],
         "response_format": {"type": "json_object"},
     }
-    if stream:
-        text = ""
-        async for chunk in await sdk.chat.completions.create(**request, stream=True):
-            if chunk.choices and chunk.choices[0].delta.content:
-                text += chunk.choices[0].delta.content
-    else:
-        text = (await sdk.chat.completions.create(**request)).choices[0].message.content
+    text = (await sdk.chat.completions.create(**request)).choices[0].message.content
     assert isinstance(json.loads(text)["answer"], str)
+    streamed = ""
+    async for chunk in await sdk.chat.completions.create(**request, stream=True):
+        if chunk.choices and chunk.choices[0].delta.content:
+            streamed += chunk.choices[0].delta.content
+    assert streamed == text
 
 
 @pytest.mark.parametrize("provider", list(MODELS))
