@@ -284,15 +284,23 @@ async def test_sampling_fields_reach_the_provider(
     )
 
 
-async def test_logprobs_come_back_from_openai(sdk: openai.AsyncOpenAI) -> None:
-    completion = await sdk.chat.completions.create(
-        model=MODELS["openai"],
-        messages=[{"role": "user", "content": "Hi [[tokens=3]]"}],
-        logprobs=True,
-        top_logprobs=1,
-    )
+@pytest.mark.parametrize("provider", ["openai", "xai"])
+async def test_logprobs_come_back_streamed_and_not(provider: str, sdk: openai.AsyncOpenAI) -> None:
+    request = {
+        "model": MODELS[provider],
+        "messages": [{"role": "user", "content": "Hi [[tokens=3]]"}],
+        "logprobs": True,
+        "top_logprobs": 1,
+    }
+    completion = await sdk.chat.completions.create(**request)
     tokens = [t.token for t in completion.choices[0].logprobs.content]
     assert tokens == ["w1", " w2", " w3"]
+    assert [len(t.top_logprobs) for t in completion.choices[0].logprobs.content] == [1, 1, 1]
+    streamed = []
+    async for chunk in await sdk.chat.completions.create(**request, stream=True):
+        if chunk.choices and chunk.choices[0].logprobs:
+            streamed += [t.token for t in chunk.choices[0].logprobs.content]
+    assert streamed == tokens
 
 
 # -- images ------------------------------------------------------------------------------
@@ -349,7 +357,6 @@ UNSUPPORTED = [
         "messages[0].content[1].image_url",
     ),
     ("demo", {"logprobs": True}, "logprobs"),
-    ("openai", {"logprobs": True, "stream": True}, "logprobs"),
 ]
 
 

@@ -95,14 +95,6 @@ def chat_request(
                 provider=provider.name,
                 model=body.model,
             )
-    if body.stream and request.logprobs:
-        raise UnsupportedParameter(
-            f"log probabilities ({provider.name}) are served without streaming only; "
-            "send `stream: false`",
-            param="logprobs",
-            provider=provider.name,
-            model=body.model,
-        )
     return request
 
 

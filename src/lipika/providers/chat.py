@@ -107,7 +107,7 @@ FEATURES: dict[str, str] = {
     "seed": "`seed`",
     "json_object": "JSON mode (`response_format: json_object`)",
     "json_schema": "structured output (`response_format: json_schema`)",
-    "logprobs": "log probabilities (`logprobs`, `top_logprobs`)",
+    "logprobs": "log probabilities (`logprobs`, `top_logprobs`), streamed or not",
     "image_data": "images as data URLs",
     "image_url": "images by http(s) URL",
 }
@@ -159,10 +159,20 @@ class ToolCallDelta:
     arguments: str
 
 
-# What `ChatProvider.stream` yields: a text delta (str) as it arrives; a `ToolCallDelta` as a
-# tool call streams; a `Usage` whenever the provider reports one (cumulative: the latest
-# replaces earlier ones); one `Finish` at the end, with the tool calls the model asked for.
-StreamEvent: TypeAlias = str | Usage | ToolCallDelta | Finish
+@dataclass(frozen=True, slots=True)
+class TextWithLogprobs:
+    """A text delta with its log probabilities (OpenAI's chunk `logprobs`), in place of the
+    plain str when the request asked for them: plain text pays nothing for the feature."""
+
+    text: str
+    logprobs: dict[str, Any] | None
+
+
+# What `ChatProvider.stream` yields: a text delta (str, or `TextWithLogprobs` when asked for)
+# as it arrives; a `ToolCallDelta` as a tool call streams; a `Usage` whenever the provider
+# reports one (cumulative: the latest replaces earlier ones); one `Finish` at the end, with the
+# tool calls the model asked for.
+StreamEvent: TypeAlias = str | TextWithLogprobs | Usage | ToolCallDelta | Finish
 
 
 # An upper estimate of the input tokens of one image, for the hold: the providers count a large

@@ -29,6 +29,7 @@ from lipika.providers.base import (
     ResponseFormat,
     SDKClientProvider,
     StreamEvent,
+    TextWithLogprobs,
     ToolCallDelta,
     Usage,
     retry_hint,
@@ -96,6 +97,7 @@ class OpenAIProvider(SDKClientProvider[openai.AsyncOpenAI]):
         finish: str | None = None
         done = False
         calls: dict[int, list[str]] = {}  # index -> [id, name, arguments so far]
+        scored = request.logprobs
         try:
             body = {**self.params(request), "stream": True, "stream_options": _INCLUDE_USAGE}
             events = await self.client.post(
@@ -111,7 +113,7 @@ class OpenAIProvider(SDKClientProvider[openai.AsyncOpenAI]):
                         choice = choices[0]
                         delta = choice.get("delta") or _NONE
                         if text := delta.get("content"):
-                            yield text
+                            yield TextWithLogprobs(text, choice.get("logprobs")) if scored else text
                         if pieces := delta.get("tool_calls"):
                             for piece in _gather(calls, pieces):
                                 yield piece
