@@ -157,8 +157,8 @@ def messages(given: list[ChatMessageIn]) -> list[Message]:
 def _images(i: int, message: ChatMessageIn) -> Iterator[Image]:
     for j, part in enumerate(message.content if isinstance(message.content, list) else ()):
         param = f"messages[{i}].content[{j}]"
-        if part.type == "text":
-            continue
+        if part.type == "text" or (part.type == "refusal" and message.role == "assistant"):
+            continue  # an assistant's earlier refusal is history, not input
         if part.type != "image_url":
             raise UnsupportedParameter(
                 f"content parts of type {part.type!r} are not supported", param=f"{param}.type"

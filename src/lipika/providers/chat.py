@@ -6,7 +6,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
+from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
 from orjson import JSONDecodeError, dumps, loads
 
@@ -184,7 +184,7 @@ class ChatProvider(abc.ABC):
     """One module per provider implements this; the registry maps provider names to instances."""
 
     name: str
-    features: ClassVar[frozenset[str]] = frozenset()  # keys of FEATURES this adapter honours
+    features: frozenset[str] = frozenset()  # keys of FEATURES this adapter honours
 
     @property
     def available(self) -> bool:
