@@ -284,7 +284,7 @@ async def test_sampling_fields_reach_the_provider(
     )
 
 
-@pytest.mark.parametrize("provider", ["openai", "xai"])
+@pytest.mark.parametrize("provider", ["openai", "gemini", "xai"])
 async def test_logprobs_come_back_streamed_and_not(provider: str, sdk: openai.AsyncOpenAI) -> None:
     request = {
         "model": MODELS[provider],
@@ -349,8 +349,6 @@ UNSUPPORTED = [
     ("anthropic", {"seed": 1}, "seed"),
     ("anthropic", {"response_format": {"type": "json_object"}}, "response_format"),
     ("anthropic", {"logprobs": True}, "logprobs"),
-    ("gemini", {"logprobs": True}, "logprobs"),
-    ("gemini", {"top_logprobs": 2}, "top_logprobs"),
     (
         "gemini",
         {"messages": image_message("https://example.com/cat.png")},

@@ -41,6 +41,7 @@ from lipika.providers.base import (
     ProviderRejected,
     ProviderTimeout,
     StreamEvent,
+    TextWithLogprobs,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -57,12 +58,12 @@ _NO_AFC = types.AutomaticFunctionCallingConfig(disable=True)
 
 class GeminiProvider(ChatProvider):
     name = "gemini"
-    # Gemini takes images inline only (a URL must be a file uploaded to Google) and gives no
-    # OpenAI-shaped log probabilities. It has no switch for parallel calls: with
-    # `parallel_tool_calls: false` the adapter keeps the first call of a turn.
+    # Gemini takes images inline only (a URL must be a file uploaded to Google). It has no
+    # switch for parallel calls: with `parallel_tool_calls: false` the adapter keeps the first
+    # call of a turn. Its log probabilities are read into OpenAI's shape.
     features = frozenset(
         {"tools", "tool_choice", "parallel_tool_calls", "stop", "temperature", "top_p", "seed"}
-        | {"json_object", "json_schema", "image_data"}
+        | {"json_object", "json_schema", "logprobs", "image_data"}
     )
 
     def __init__(
@@ -141,12 +142,14 @@ class GeminiProvider(ChatProvider):
         calls = tool_calls(parts or ())
         if request.parallel_tool_calls is False:
             calls = calls[:1]
+        scores = candidate.logprobs_result if candidate and request.logprobs else None
         return ChatResult(
             text="".join(p.text for p in parts or () if p.text and not p.thought),
             usage=usage(meta) if meta else Usage(),
             finish_reason=finish_reason(finish, calling=bool(calls)),
             provider_request_id=response.response_id,
             tool_calls=calls,
+            logprobs=openai_logprobs(scores) if scores else None,
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
@@ -155,6 +158,7 @@ class GeminiProvider(ChatProvider):
         last: Usage | None = None
         calls: list[ToolCall] = []
         one_call = request.parallel_tool_calls is False
+        scored = request.logprobs
         upstream: AsyncIterator[types.GenerateContentResponse] | None = None
         response: aiohttp.ClientResponse | None = None
         started = False
@@ -170,8 +174,14 @@ class GeminiProvider(ChatProvider):
                     candidate = chunk.candidates[0]
                     content = candidate.content
                     if content and content.parts:
+                        scores = candidate.logprobs_result if scored else None
                         for part in content.parts:
-                            if part.text and not part.thought:
+                            if part.text and not part.thought and scored:
+                                # a chunk's scores go with its first text part
+                                logprobs = openai_logprobs(scores) if scores else None
+                                yield TextWithLogprobs(part.text, logprobs)
+                                scores = None
+                            elif part.text and not part.thought:
                                 yield part.text
                             elif part.function_call and (one_call and calls):
                                 continue  # parallel calls off: the first call only
@@ -275,6 +285,8 @@ def config(request: ChatRequest) -> types.GenerateContentConfig:
         tools = [types.Tool(function_declarations=declarations)]
     fmt = request.response_format
     return types.GenerateContentConfig(
+        response_logprobs=True if request.logprobs else None,
+        logprobs=request.top_logprobs if request.logprobs and request.top_logprobs else None,
         system_instruction=system or None,
         max_output_tokens=request.max_output_tokens,
         temperature=request.temperature,
@@ -319,6 +331,26 @@ def finish_reason(
     name = getattr(reason, "value", reason)
     mapped = _FINISH.get(name, "stop") if isinstance(name, str) else "stop"
     return "tool_calls" if calling and mapped == "stop" else mapped
+
+
+def openai_logprobs(result: types.LogprobsResult) -> dict:
+    """Gemini's chosen and top candidates as OpenAI's choice `logprobs`."""
+    tops = result.top_candidates or []
+    content = []
+    for i, chosen in enumerate(result.chosen_candidates or []):
+        alternatives = tops[i].candidates or [] if i < len(tops) else []
+        content.append(
+            {
+                **_token(chosen),
+                "top_logprobs": [_token(alternative) for alternative in alternatives],
+            }
+        )
+    return {"content": content, "refusal": None}
+
+
+def _token(candidate: types.LogprobsResultCandidate) -> dict:
+    token = candidate.token or ""
+    return {"token": token, "logprob": candidate.log_probability, "bytes": list(token.encode())}
 
 
 def usage(meta: types.GenerateContentResponseUsageMetadata) -> Usage:
