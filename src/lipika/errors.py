@@ -36,6 +36,8 @@ class LipikaError(Exception):
     # Sent as `x-should-retry` when set: SDKs (OpenAI's, Anthropic's) retry 408, 409, 429 and
     # 5xx on their own unless told not to; a refusal that cannot succeed on retry says `false`.
     should_retry: bool | None = None
+    # The request field the error is about (OpenAI's `param`), e.g. "messages[1].content".
+    param: str | None = None
 
     def __init__(
         self,
@@ -43,6 +45,7 @@ class LipikaError(Exception):
         *,
         code: str | None = None,
         retry_after: float | None = None,
+        param: str | None = None,
         **details: Any,
     ) -> None:
         super().__init__(message)
@@ -51,12 +54,16 @@ class LipikaError(Exception):
             self.code = code
         if retry_after is not None:
             self.retry_after = retry_after
+        if param is not None:
+            self.param = param
         self.details = details
 
     def body(self) -> dict[str, Any]:
-        return error_body(
+        body = error_body(
             type_=self.type, code=self.code, message=self.message, details=self.details
         )
+        body["error"]["param"] = self.param
+        return body
 
     def headers(self) -> dict[str, str]:
         headers = {"WWW-Authenticate": "Bearer"} if self.status_code == 401 else {}

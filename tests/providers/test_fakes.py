@@ -161,3 +161,36 @@ async def test_directives_it_cannot_follow_are_bad_requests(
             )
         assert message in str(raised.value)
     assert fake_providers.openai.last_call.http_status == 400
+
+
+async def test_the_fakes_refuse_what_their_providers_refuse(
+    openai_client: openai.AsyncOpenAI, anthropic_client: anthropic.AsyncAnthropic
+) -> None:
+    with pytest.raises(openai.BadRequestError, match="must contain the word 'json'"):
+        await openai_client.chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": "Hi"}],
+            response_format={"type": "json_object"},
+        )
+    with pytest.raises(openai.BadRequestError, match="not found in 'tools'"):
+        await openai_client.chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": "Hi"}],
+            tools=[{"type": "function", "function": {"name": "a", "parameters": {}}}],
+            tool_choice={"type": "function", "function": {"name": "b"}},
+        )
+    with pytest.raises(anthropic.BadRequestError, match="temperature"):  # API 2026-10-21
+        await anthropic_client.messages.create(
+            model="m",
+            max_tokens=5,
+            messages=[{"role": "user", "content": "Hi"}],
+            extra_body={"temperature": 0.5},  # the SDK itself no longer takes it
+        )
+    with pytest.raises(anthropic.BadRequestError, match="media_type"):
+        image = {
+            "type": "image",
+            "source": {"type": "base64", "media_type": "image/bmp", "data": ""},
+        }
+        await anthropic_client.messages.create(
+            model="m", max_tokens=5, messages=[{"role": "user", "content": [image]}]
+        )

@@ -20,7 +20,9 @@ _STREAM_DOC = {
         "description": "With `stream: true`: server-sent events, one `chat.completion.chunk` "
         "per `data:` line, a usage chunk when `stream_options.include_usage` is set, then "
         '`data: [DONE]`; a failure mid-stream ends with `data: {"error": {...}}` instead.',
-        "content": {sse.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}}},
+        "content": {
+            sse.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}}
+        },
     }
 }
 

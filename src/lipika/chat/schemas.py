@@ -4,16 +4,40 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lipika.kit.schemas import TokenCount
 
 
-class ContentPart(BaseModel):
+class ImageURL(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    type: str
+    url: str = Field(min_length=1, max_length=20_000_000)
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ContentPart(BaseModel):
+    """A part of a message's content: text, or (in a user message) an image by http(s) URL or
+    `data:` URL. Other kinds (audio, files) are refused with `unsupported_parameter`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(max_length=40)
     text: str | None = None
+    image_url: ImageURL | None = None
+
+
+class FunctionCallIn(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    arguments: str = Field(max_length=1_000_000, description="the arguments as JSON text")
+
+
+class ToolCallIn(BaseModel):
+    """A call an assistant message made (sent back with the conversation)."""
+
+    id: str = Field(min_length=1, max_length=200)
+    type: Literal["function"] = "function"
+    function: FunctionCallIn
 
 
 class ChatMessageIn(BaseModel):
@@ -21,6 +45,9 @@ class ChatMessageIn(BaseModel):
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
+    name: str | None = Field(None, max_length=200)
+    tool_calls: list[ToolCallIn] | None = Field(None, max_length=128)
+    tool_call_id: str | None = Field(None, max_length=200)
 
     def text(self) -> str:
         if self.content is None or isinstance(self.content, str):
@@ -32,8 +59,50 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class FunctionDefinition(BaseModel):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")
+    description: str | None = Field(None, max_length=100_000)
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolIn(BaseModel):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JSONSchemaFormat(BaseModel):
+    name: str = Field("response", min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ResponseFormatIn(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormatIn:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("a json_schema response format needs its json_schema")
+        return self
+
+
 class ChatCompletionRequest(BaseModel):
-    # OpenAI clients send many optional fields; the ones we do not use are accepted and ignored.
+    # Fields beyond these are answered as chat/compat.py says: OpenAI's metadata fields are
+    # ignored, its other fields and unknown ones refused with a 400 naming the field.
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, max_length=100)
@@ -41,9 +110,26 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: TokenCount | None = None
     max_completion_tokens: TokenCount | None = None
     temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
+    stop: str | list[str] | None = Field(None)
+    tools: list[ToolIn] | None = Field(None, max_length=128)
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormatIn | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1)
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        stops = [value] if isinstance(value, str) else value or []
+        if len(stops) > 4 or any(not s or len(s) > 1000 for s in stops):
+            raise ValueError("at most 4 stop sequences, each 1 to 1000 characters")
+        return value
 
     @model_validator(mode="after")
     def _one_limit(self) -> ChatCompletionRequest:
@@ -60,9 +146,22 @@ class ChatCompletionRequest(BaseModel):
         return self.max_completion_tokens or self.max_tokens
 
 
+class FunctionCallOut(BaseModel):
+    name: str
+    arguments: str = Field(description="the arguments as JSON text")
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCallOut
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    refusal: str | None = None
+    tool_calls: list[ToolCallOut] | None = None
 
 
 class Choice(BaseModel):
@@ -121,9 +220,24 @@ class ModelList(BaseModel):
 # -- stream frames (documented in the OpenAPI document; the relay builds them as bytes) -------
 
 
+class FunctionCallDelta(BaseModel):
+    name: str | None = None
+    arguments: str = Field(description="the next fragment of the arguments' JSON text")
+
+
+class ToolCallDelta(BaseModel):
+    """A piece of a tool call: its first carries `id`, `type` and the function's `name`."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta
+
+
 class ChunkDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChunkChoice(BaseModel):

@@ -7,9 +7,12 @@ the agent uses too).
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass
+
+from orjson import dumps
 
 from lipika.auth.dependencies import Principal
 from lipika.billing.catalogue import chat_model
@@ -17,26 +20,40 @@ from lipika.billing.meter import Meter, Owner, Settlement
 from lipika.billing.plans import DEFAULT_PLAN, Plan
 from lipika.billing.pricebook import Price
 from lipika.billing.service import BillingService
+from lipika.chat.compat import chat_request
 from lipika.chat.schemas import (
     AssistantMessage,
     ChatCompletion,
     ChatCompletionRequest,
     Choice,
     CompletionUsage,
+    FunctionCallOut,
     ModelCard,
     PromptTokensDetails,
+    ToolCallOut,
 )
 from lipika.errors import LipikaError, NotFound
-from lipika.providers.base import ChatProvider, ChatRequest, Message, ProviderError, Usage
+from lipika.providers.base import ChatProvider, ChatRequest, ChatResult, ProviderError, Usage
 from lipika.providers.registry import ProviderRegistry
 
 
 class UpstreamFailed(LipikaError):
+    """A provider's failure, answered with its status and code, and its hint of when to try
+    again passed on (`Retry-After`, and `retry-after-ms`, which the SDKs read first)."""
+
     type = "api_error"
 
     def __init__(self, exc: ProviderError) -> None:
-        super().__init__(str(exc) or "the model provider failed", code=exc.code)
+        super().__init__(
+            str(exc) or "the model provider failed", code=exc.code, retry_after=exc.retry_after
+        )
         self.status_code = exc.status_code
+
+    def headers(self) -> dict[str, str]:
+        headers = super().headers()
+        if self.retry_after is not None:
+            headers["retry-after-ms"] = str(max(0, math.ceil(self.retry_after * 1000)))
+        return headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +68,7 @@ class Prepared:
 def prepare(body: ChatCompletionRequest, meter: Meter, providers: ProviderRegistry) -> Prepared:
     price, provider = chat_model(meter.price_book, providers, body.model)
     limit = price.output_allowance(body.output_limit)
-    request = ChatRequest(
-        model=body.model,
-        messages=[Message(_role(m.role), m.text()) for m in body.messages],
-        max_output_tokens=limit,
-        temperature=body.temperature,
-    )
+    request = chat_request(body, provider, limit)
     max_usage = {"input_tokens": provider.estimate_input_tokens(request), "output_tokens": limit}
     return Prepared(provider, request, max_usage)
 
@@ -100,11 +112,27 @@ async def complete(
         model=body.model,
         choices=[
             Choice(
-                message=AssistantMessage(content=result.text), finish_reason=result.finish_reason
+                message=assistant_message(result),
+                finish_reason=result.finish_reason,
+                logprobs=result.logprobs,
             )
         ],
         usage=completion_usage(usage, settlement),
     )
+
+
+def assistant_message(result: ChatResult) -> AssistantMessage:
+    """OpenAI's message: with tool calls, content is null unless the model also wrote text."""
+    if not result.tool_calls:
+        return AssistantMessage(content=result.text)
+    calls = [
+        ToolCallOut(
+            id=c.id,
+            function=FunctionCallOut(name=c.name, arguments=dumps(c.arguments).decode()),
+        )
+        for c in result.tool_calls
+    ]
+    return AssistantMessage(content=result.text or None, tool_calls=calls)
 
 
 def completion_usage(usage: Usage, settlement: Settlement) -> CompletionUsage:
@@ -155,7 +183,3 @@ def _card(price: Price, plan: Plan | None, providers: ProviderRegistry) -> Model
         available=provider is not None and provider.available,
         allowed=plan is not None and plan.allows(price.name),
     )
-
-
-def _role(role: str) -> str:
-    return "system" if role == "developer" else role

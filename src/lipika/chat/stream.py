@@ -24,7 +24,14 @@ from lipika.chat.schemas import CompletionUsage
 from lipika.chat.service import Prepared, UpstreamFailed, completion_usage
 from lipika.errors import LipikaError
 from lipika.kit import sse
-from lipika.providers.base import Finish, ProviderError, StreamEvent, Usage
+from lipika.providers.base import (
+    Finish,
+    ProviderError,
+    StreamEvent,
+    TextWithLogprobs,
+    ToolCallDelta,
+    Usage,
+)
 
 log = structlog.get_logger()
 
@@ -58,6 +65,24 @@ class ChunkFrames:
 
     def content(self, text: str) -> bytes:
         return self._content_head + orjson.dumps(text) + self._content_tail
+
+    def tool_call(self, delta: ToolCallDelta) -> bytes:
+        """OpenAI's tool-call delta: the first of a call names it, the rest add arguments."""
+        piece: dict = {"index": delta.index, "function": {"arguments": delta.arguments}}
+        if delta.id is not None:
+            piece["id"] = delta.id
+            piece["type"] = "function"
+            piece["function"]["name"] = delta.name or ""
+        return self._choice({"tool_calls": [piece]}, None)
+
+    def scored(self, delta: TextWithLogprobs) -> bytes:
+        choice = {
+            "index": 0,
+            "delta": {"content": delta.text},
+            "logprobs": delta.logprobs,
+            "finish_reason": None,
+        }
+        return sse.frame({**self.head, "choices": [choice]})
 
     def role(self) -> bytes:
         return self._choice({"role": "assistant", "content": ""}, None)
@@ -157,6 +182,16 @@ class ChatStream:
                         self.call.deliver(event)
                 elif type(event) is Usage:
                     self.call.report(event)
+                elif type(event) is TextWithLogprobs:
+                    self._writing = True
+                    await write(self.chunks.scored(event))
+                    self._writing = False
+                    self.call.deliver(event.text)
+                elif type(event) is ToolCallDelta:
+                    self._writing = True
+                    await write(self.chunks.tool_call(event))
+                    self._writing = False
+                    self.call.deliver((event.name or "") + event.arguments)
                 elif type(event) is Finish:
                     finish = event.reason
                 try:

@@ -21,10 +21,15 @@ from lipika.providers.base import (
     ChatResult,
     ProviderError,
     StreamEvent,
+    TextWithLogprobs,
     ToolCall,
+    ToolCallDelta,
     Usage,
 )
 from lipika.providers.registry import ProviderRegistry
+
+# Output other than plain text: the first of it is the first token too.
+_OUTPUT = (TextWithLogprobs, ToolCallDelta)
 
 
 class ObservedProvider(ChatProvider):
@@ -33,6 +38,7 @@ class ObservedProvider(ChatProvider):
     def __init__(self, inner: ChatProvider, metrics: Metrics, tracer: Tracer) -> None:
         self.inner = inner
         self.name = inner.name
+        self.features = inner.features
         self.metrics = metrics
         self.tracer = tracer
 
@@ -67,7 +73,7 @@ class ObservedProvider(ChatProvider):
         try:
             async with contextlib.aclosing(self.inner.stream(request)) as events:
                 async for event in events:
-                    if first and type(event) is str and event:
+                    if first and (type(event) is str and event or type(event) in _OUTPUT):
                         first = False
                         seconds = time.perf_counter() - started
                         self.metrics.first_token(self.name, request.model, seconds)

@@ -24,6 +24,7 @@ from lipika.providers.base import (
     ChatResult,
     Finish,
     FinishReason,
+    Image,
     Message,
     ProviderError,
     ProviderOverloaded,
@@ -33,7 +34,9 @@ from lipika.providers.base import (
     SDKClientProvider,
     StreamEvent,
     ToolCall,
+    ToolCallDelta,
     Usage,
+    retry_hint,
     turns,
 )
 from lipika.providers.transport import data_lines, timed_out
@@ -53,6 +56,12 @@ _BY_TYPE: dict[str | None, type[ProviderError]] = {
 
 class AnthropicProvider(SDKClientProvider[anthropic.AsyncAnthropic]):
     name = "anthropic"
+    # No sampling knobs (the API version refuses temperature and top_p; there is no seed),
+    # no JSON mode without a schema, no log probabilities.
+    features = frozenset(
+        {"tools", "tool_choice", "parallel_tool_calls", "stop", "json_schema"}
+        | {"image_data", "image_url"}
+    )
 
     def __init__(
         self, api_key: str | None, base_url: str | None, *, timeout: float, max_retries: int
@@ -99,6 +108,7 @@ class AnthropicProvider(SDKClientProvider[anthropic.AsyncAnthropic]):
         stop_reason: str | None = None
         stopped = False
         calls: dict[int, list[str]] = {}  # block index -> [id, name, input JSON so far]
+        order: dict[int, int] = {}  # block index -> the call's index among the calls
         try:
             async with self.client.messages.with_streaming_response.create(
                 **params(request), stream=True
@@ -111,7 +121,12 @@ class AnthropicProvider(SDKClientProvider[anthropic.AsyncAnthropic]):
                         if delta["type"] == "text_delta":
                             yield delta["text"]
                         elif delta["type"] == "input_json_delta":
-                            calls[event["index"]][2] += delta["partial_json"]
+                            call = calls[event["index"]]
+                            call[2] += delta["partial_json"]
+                            if delta["partial_json"]:
+                                yield ToolCallDelta(
+                                    order[event["index"]], None, None, delta["partial_json"]
+                                )
                         continue
                     if kind == "message_start":
                         usage = event["message"]["usage"]
@@ -132,6 +147,8 @@ class AnthropicProvider(SDKClientProvider[anthropic.AsyncAnthropic]):
                         block = event["content_block"]
                         if block["type"] == "tool_use":
                             calls[event["index"]] = [block["id"], block["name"], ""]
+                            order[event["index"]] = len(order)
+                            yield ToolCallDelta(len(order) - 1, block["id"], block["name"], "")
                         continue
                     elif kind == "error":
                         raise self.stream_error(event.get("error") or {})
@@ -156,7 +173,10 @@ class AnthropicProvider(SDKClientProvider[anthropic.AsyncAnthropic]):
         if isinstance(exc, anthropic.APIStatusError):
             message = exc.api_message or exc.message
             error = _BY_STATUS.get(exc.status_code, ProviderError)
-            return error(f"{self.name} answered {exc.status_code}: {message}")
+            return error(
+                f"{self.name} answered {exc.status_code}: {message}",
+                retry_after=retry_hint(exc.response.headers),
+            )
         return ProviderError(f"{self.name}: {exc.message}")
 
     def stream_error(self, error: dict[str, Any]) -> ProviderError:
@@ -179,11 +199,35 @@ def params(request: ChatRequest) -> dict[str, Any]:
     }
     if system:
         result["system"] = system
+    if request.stop:
+        result["stop_sequences"] = list(request.stop)
     if request.tools:
         result["tools"] = [
             {"name": t.name, "description": t.description, "input_schema": t.parameters}
             for t in request.tools
         ]
+    if choice := tool_choice(request):
+        result["tool_choice"] = choice
+    if request.response_format is not None:  # json_schema: the only kind declared
+        fmt = {"type": "json_schema", "schema": request.response_format.schema or {}}
+        result["output_config"] = {"format": fmt}
+    return result
+
+
+def tool_choice(request: ChatRequest) -> dict[str, Any] | None:
+    """OpenAI's `tool_choice` and `parallel_tool_calls` as Anthropic's one `tool_choice`."""
+    choice = request.tool_choice
+    mode = choice.mode if choice else "auto"
+    if choice is None and request.parallel_tool_calls is not False:
+        return None
+    result: dict[str, Any] = {
+        "auto": {"type": "auto"},
+        "none": {"type": "none"},
+        "required": {"type": "any"},
+        "tool": {"type": "tool", "name": choice.name if choice else None},
+    }[mode]
+    if request.parallel_tool_calls is False and mode != "none":
+        result["disable_parallel_tool_use"] = True
     return result
 
 
@@ -209,7 +253,21 @@ def messages(conversation: list[Message]) -> list[dict[str, Any]]:
                 for c in turn.tool_calls
             )
             result.append({"role": "assistant", "content": content})
+        elif turn.images:
+            blocks: list[dict[str, Any]] = [image_block(i) for i in turn.images]
+            if turn.content:
+                blocks.insert(0, {"type": "text", "text": turn.content})
+            result.append({"role": "user", "content": blocks})
         else:
             role = "assistant" if turn.role == "assistant" else "user"
             result.append({"role": role, "content": turn.content})
     return result
+
+
+def image_block(image: Image) -> dict[str, Any]:
+    if image.is_data:
+        media_type, data = image.data()
+        source = {"type": "base64", "media_type": media_type, "data": data}
+    else:
+        source = {"type": "url", "url": image.url}
+    return {"type": "image", "source": source}

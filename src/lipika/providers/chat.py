@@ -33,12 +33,48 @@ class ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class Image:
+    """An image a user sent: an http(s) URL, or a `data:` URL with the bytes in base64."""
+
+    url: str
+
+    @property
+    def is_data(self) -> bool:
+        return self.url.startswith("data:")
+
+    def data(self) -> tuple[str, str]:
+        """The media type and the base64 text of a `data:` URL (already checked by the API)."""
+        head, _, payload = self.url.partition(",")
+        return head.removeprefix("data:").split(";")[0], payload
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     role: Literal["system", "user", "assistant", "tool"]
     content: str
     tool_calls: tuple[ToolCall, ...] = ()  # an assistant's calls
     tool_call_id: str | None = None  # a tool message: the call it answers (None: plain text)
     name: str | None = None  # a tool message: the tool's name (Gemini answers calls by name)
+    images: tuple[Image, ...] = ()  # a user's images, after its text
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    """Whether the model may call tools: "auto", "none", "required" (some tool), or "tool"
+    (the one named)."""
+
+    mode: Literal["auto", "none", "required", "tool"]
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """The answer as JSON: any JSON object ("json_object"), or one of a schema ("json_schema")."""
+
+    type: Literal["json_object", "json_schema"]
+    schema: dict[str, Any] | None = None
+    name: str = "response"
+    strict: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +84,33 @@ class ChatRequest:
     max_output_tokens: int
     temperature: float | None = None
     tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    stop: tuple[str, ...] = ()
+    top_p: float | None = None
+    seed: int | None = None
+    response_format: ResponseFormat | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+
+
+# What a chat request may ask beyond plain text, by the name a provider declares it under
+# (`ChatProvider.features`). The API refuses, naming the parameter and the provider, a request
+# that asks a provider for a feature it does not declare, rather than dropping it.
+FEATURES: dict[str, str] = {
+    "tools": "function tools (`tools`)",
+    "tool_choice": "`tool_choice`",
+    "parallel_tool_calls": "turning parallel tool calls off (`parallel_tool_calls: false`)",
+    "stop": "stop sequences (`stop`)",
+    "temperature": "`temperature`",
+    "top_p": "`top_p`",
+    "seed": "`seed`",
+    "json_object": "JSON mode (`response_format: json_object`)",
+    "json_schema": "structured output (`response_format: json_schema`)",
+    "logprobs": "log probabilities (`logprobs`, `top_logprobs`), streamed or not",
+    "image_data": "images as data URLs",
+    "image_url": "images by http(s) URL",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +138,7 @@ class ChatResult:
     finish_reason: FinishReason = "stop"
     provider_request_id: str | None = field(default=None)
     tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: dict[str, Any] | None = None  # OpenAI's choice `logprobs`, when asked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,16 +147,44 @@ class Finish:
     tool_calls: tuple[ToolCall, ...] = ()  # whole, once their arguments have all arrived
 
 
-# What `ChatProvider.stream` yields: a text delta (str) as it arrives; a `Usage` whenever the
-# provider reports one (cumulative: the latest replaces earlier ones); one `Finish` at the end,
-# with the tool calls the model asked for.
-StreamEvent: TypeAlias = str | Usage | Finish
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a tool call as it streams: the first of call `index` (0, 1, ... in the
+    order the model made them) carries its id and name, every one a fragment of the
+    arguments' JSON text. The `Finish` repeats each call whole."""
+
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextWithLogprobs:
+    """A text delta with its log probabilities (OpenAI's chunk `logprobs`), in place of the
+    plain str when the request asked for them: plain text pays nothing for the feature."""
+
+    text: str
+    logprobs: dict[str, Any] | None
+
+
+# What `ChatProvider.stream` yields: a text delta (str, or `TextWithLogprobs` when asked for)
+# as it arrives; a `ToolCallDelta` as a tool call streams; a `Usage` whenever the provider
+# reports one (cumulative: the latest replaces earlier ones); one `Finish` at the end, with the
+# tool calls the model asked for.
+StreamEvent: TypeAlias = str | TextWithLogprobs | Usage | ToolCallDelta | Finish
+
+
+# An upper estimate of the input tokens of one image, for the hold: the providers count a large
+# image at about 1,100 (OpenAI, high detail), 1,600 (Anthropic) and 260 (Gemini) tokens.
+IMAGE_TOKENS = 1600
 
 
 class ChatProvider(abc.ABC):
     """One module per provider implements this; the registry maps provider names to instances."""
 
     name: str
+    features: frozenset[str] = frozenset()  # keys of FEATURES this adapter honours
 
     @property
     def available(self) -> bool:
@@ -116,7 +208,10 @@ class ChatProvider(abc.ABC):
         chars += sum(
             len(t.name) + len(t.description) + len(dumps(t.parameters)) for t in request.tools
         )
-        return chars // 2 + 8 * (len(request.messages) + 1)
+        if request.response_format and request.response_format.schema:
+            chars += len(dumps(request.response_format.schema))
+        images = sum(len(m.images) for m in request.messages)
+        return chars // 2 + 8 * (len(request.messages) + 1) + IMAGE_TOKENS * images
 
     @abc.abstractmethod
     async def complete(self, request: ChatRequest) -> ChatResult:

@@ -18,6 +18,7 @@ a 1–10 s sleep), and its timeout bounds the whole call, stream included.
 from __future__ import annotations
 
 import asyncio
+import base64
 import weakref
 from collections.abc import AsyncIterator, Iterable
 from types import SimpleNamespace
@@ -26,6 +27,7 @@ from uuid import uuid4
 import aiohttp
 from google import genai
 from google.genai import errors, types
+from orjson import dumps
 
 from lipika.providers.base import (
     STATUS_ERRORS,
@@ -39,8 +41,11 @@ from lipika.providers.base import (
     ProviderRejected,
     ProviderTimeout,
     StreamEvent,
+    TextWithLogprobs,
     ToolCall,
+    ToolCallDelta,
     Usage,
+    retry_hint,
     turns,
 )
 
@@ -53,6 +58,13 @@ _NO_AFC = types.AutomaticFunctionCallingConfig(disable=True)
 
 class GeminiProvider(ChatProvider):
     name = "gemini"
+    # Gemini takes images inline only (a URL must be a file uploaded to Google). It has no
+    # switch for parallel calls: with `parallel_tool_calls: false` the adapter keeps the first
+    # call of a turn. Its log probabilities are read into OpenAI's shape.
+    features = frozenset(
+        {"tools", "tool_choice", "parallel_tool_calls", "stop", "temperature", "top_p", "seed"}
+        | {"json_object", "json_schema", "logprobs", "image_data"}
+    )
 
     def __init__(
         self, api_key: str | None, base_url: str | None, *, timeout: float, max_retries: int
@@ -128,12 +140,16 @@ class GeminiProvider(ChatProvider):
             finish = None
         meta = response.usage_metadata
         calls = tool_calls(parts or ())
+        if request.parallel_tool_calls is False:
+            calls = calls[:1]
+        scores = candidate.logprobs_result if candidate and request.logprobs else None
         return ChatResult(
             text="".join(p.text for p in parts or () if p.text and not p.thought),
             usage=usage(meta) if meta else Usage(),
             finish_reason=finish_reason(finish, calling=bool(calls)),
             provider_request_id=response.response_id,
             tool_calls=calls,
+            logprobs=openai_logprobs(scores) if scores else None,
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
@@ -141,6 +157,8 @@ class GeminiProvider(ChatProvider):
         finish: types.FinishReason | str | None = None
         last: Usage | None = None
         calls: list[ToolCall] = []
+        one_call = request.parallel_tool_calls is False
+        scored = request.logprobs
         upstream: AsyncIterator[types.GenerateContentResponse] | None = None
         response: aiohttp.ClientResponse | None = None
         started = False
@@ -156,11 +174,22 @@ class GeminiProvider(ChatProvider):
                     candidate = chunk.candidates[0]
                     content = candidate.content
                     if content and content.parts:
+                        scores = candidate.logprobs_result if scored else None
                         for part in content.parts:
-                            if part.text and not part.thought:
+                            if part.text and not part.thought and scored:
+                                # a chunk's scores go with its first text part
+                                logprobs = openai_logprobs(scores) if scores else None
+                                yield TextWithLogprobs(part.text, logprobs)
+                                scores = None
+                            elif part.text and not part.thought:
                                 yield part.text
+                            elif part.function_call and (one_call and calls):
+                                continue  # parallel calls off: the first call only
                             elif part.function_call:
-                                calls.append(tool_call(part.function_call))
+                                call = tool_call(part.function_call)
+                                arguments = dumps(call.arguments).decode()
+                                yield ToolCallDelta(len(calls), call.id, call.name, arguments)
+                                calls.append(call)
                     if candidate.finish_reason:
                         finish = candidate.finish_reason
                 elif chunk.prompt_feedback and chunk.prompt_feedback.block_reason:
@@ -198,7 +227,8 @@ class GeminiProvider(ChatProvider):
         error = STATUS_ERRORS.get(exc.code, ProviderError)
         if mid_stream and error in (ProviderRejected, ProviderAuthFailed):
             error = ProviderError
-        return error(message)
+        headers = getattr(exc.response, "headers", None)
+        return error(message, retry_after=_retry_delay(exc) or retry_hint(headers))
 
 
 def contents(request: ChatRequest) -> list[types.Content]:
@@ -233,7 +263,12 @@ def contents(request: ChatRequest) -> list[types.Content]:
             result.append(types.Content(role="model", parts=parts))
         else:
             role = "model" if turn.role == "assistant" else "user"
-            result.append(types.Content(role=role, parts=[types.Part(text=turn.content)]))
+            parts = [types.Part(text=turn.content)] if turn.content or not turn.images else []
+            for image in turn.images:  # data URLs only: the features say so
+                media_type, data = image.data()
+                blob = types.Blob(mime_type=media_type, data=base64.b64decode(data))
+                parts.append(types.Part(inline_data=blob))
+            result.append(types.Content(role=role, parts=parts))
     return result
 
 
@@ -248,13 +283,37 @@ def config(request: ChatRequest) -> types.GenerateContentConfig:
             for t in request.tools
         ]
         tools = [types.Tool(function_declarations=declarations)]
+    fmt = request.response_format
     return types.GenerateContentConfig(
+        response_logprobs=True if request.logprobs else None,
+        logprobs=request.top_logprobs if request.logprobs and request.top_logprobs else None,
         system_instruction=system or None,
         max_output_tokens=request.max_output_tokens,
         temperature=request.temperature,
+        top_p=request.top_p,
+        seed=request.seed,
+        stop_sequences=list(request.stop) or None,
+        response_mime_type="application/json" if fmt else None,
+        response_json_schema=fmt.schema if fmt and fmt.type == "json_schema" else None,
         tools=tools,
+        tool_config=tool_config(request),
         automatic_function_calling=_NO_AFC,
     )
+
+
+_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "tool": "ANY"}
+
+
+def tool_config(request: ChatRequest) -> types.ToolConfig | None:
+    """OpenAI's `tool_choice`: a named tool is "any" of a list of one."""
+    choice = request.tool_choice
+    if choice is None:
+        return None
+    calling = types.FunctionCallingConfig(
+        mode=_MODES[choice.mode],
+        allowed_function_names=[choice.name] if choice.mode == "tool" and choice.name else None,
+    )
+    return types.ToolConfig(function_calling_config=calling)
 
 
 def tool_calls(parts: Iterable[types.Part]) -> tuple[ToolCall, ...]:
@@ -274,10 +333,43 @@ def finish_reason(
     return "tool_calls" if calling and mapped == "stop" else mapped
 
 
+def openai_logprobs(result: types.LogprobsResult) -> dict:
+    """Gemini's chosen and top candidates as OpenAI's choice `logprobs`."""
+    tops = result.top_candidates or []
+    content = []
+    for i, chosen in enumerate(result.chosen_candidates or []):
+        alternatives = tops[i].candidates or [] if i < len(tops) else []
+        content.append(
+            {
+                **_token(chosen),
+                "top_logprobs": [_token(alternative) for alternative in alternatives],
+            }
+        )
+    return {"content": content, "refusal": None}
+
+
+def _token(candidate: types.LogprobsResultCandidate) -> dict:
+    token = candidate.token or ""
+    return {"token": token, "logprob": candidate.log_probability, "bytes": list(token.encode())}
+
+
 def usage(meta: types.GenerateContentResponseUsageMetadata) -> Usage:
     prompt = (meta.prompt_token_count or 0) + (meta.tool_use_prompt_token_count or 0)
     output = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
     return Usage(prompt, output, meta.cached_content_token_count or 0)
+
+
+def _retry_delay(exc: errors.APIError) -> float | None:
+    """The `retryDelay` of a RetryInfo in a Google error body ("30s"), if any."""
+    body = exc.details if isinstance(exc.details, dict) else {}
+    for detail in body.get("error", {}).get("details") or []:
+        delay = detail.get("retryDelay") if isinstance(detail, dict) else None
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return float(delay[:-1])
+            except ValueError:
+                return None
+    return None
 
 
 def _reason(exc: errors.APIError) -> str | None:

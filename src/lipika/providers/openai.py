@@ -17,6 +17,7 @@ import openai
 from orjson import JSONDecodeError, dumps, loads
 
 from lipika.providers.base import (
+    FEATURES,
     STATUS_ERRORS,
     ChatRequest,
     ChatResult,
@@ -25,9 +26,13 @@ from lipika.providers.base import (
     Message,
     ProviderError,
     ProviderTimeout,
+    ResponseFormat,
     SDKClientProvider,
     StreamEvent,
+    TextWithLogprobs,
+    ToolCallDelta,
     Usage,
+    retry_hint,
 )
 from lipika.providers.transport import data_lines, timed_out
 
@@ -43,6 +48,8 @@ _NONE: dict[str, Any] = {}
 
 class OpenAIProvider(SDKClientProvider[openai.AsyncOpenAI]):
     name = "openai"
+    # The request's own wire: every feature passes through as the client sent it.
+    features = frozenset(FEATURES)
     default_base_url: str | None = None  # the SDK's own (or OPENAI_BASE_URL)
 
     def __init__(
@@ -78,6 +85,7 @@ class OpenAIProvider(SDKClientProvider[openai.AsyncOpenAI]):
             tool_calls=tuple(
                 self.tool_call(c.id, c.function.name, c.function.arguments) for c in calls
             ),
+            logprobs=choice.logprobs.model_dump(exclude_unset=True) if choice.logprobs else None,
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
@@ -89,6 +97,7 @@ class OpenAIProvider(SDKClientProvider[openai.AsyncOpenAI]):
         finish: str | None = None
         done = False
         calls: dict[int, list[str]] = {}  # index -> [id, name, arguments so far]
+        scored = request.logprobs
         try:
             body = {**self.params(request), "stream": True, "stream_options": _INCLUDE_USAGE}
             events = await self.client.post(
@@ -104,9 +113,10 @@ class OpenAIProvider(SDKClientProvider[openai.AsyncOpenAI]):
                         choice = choices[0]
                         delta = choice.get("delta") or _NONE
                         if text := delta.get("content"):
-                            yield text
+                            yield TextWithLogprobs(text, choice.get("logprobs")) if scored else text
                         if pieces := delta.get("tool_calls"):
-                            _gather(calls, pieces)
+                            for piece in _gather(calls, pieces):
+                                yield piece
                         if reason := choice.get("finish_reason"):
                             finish = reason
                     elif error := chunk.get("error"):
@@ -128,8 +138,25 @@ class OpenAIProvider(SDKClientProvider[openai.AsyncOpenAI]):
             "messages": [_message(m) for m in request.messages],
             "max_completion_tokens": request.max_output_tokens,
         }
-        if request.temperature is not None:
-            params["temperature"] = request.temperature
+        for name in ("temperature", "top_p", "seed", "parallel_tool_calls", "top_logprobs"):
+            if (value := getattr(request, name)) is not None:
+                params[name] = value
+        if request.stop:
+            params["stop"] = list(request.stop)
+        if request.logprobs:
+            params["logprobs"] = True
+        if choice := request.tool_choice:
+            params["tool_choice"] = (
+                {"type": "function", "function": {"name": choice.name}}
+                if choice.mode == "tool"
+                else choice.mode
+            )
+        if fmt := request.response_format:
+            params["response_format"] = (
+                {"type": "json_object"}
+                if fmt.type == "json_object"
+                else {"type": "json_schema", "json_schema": _json_schema(fmt)}
+            )
         if request.tools:
             params["tools"] = [
                 {
@@ -160,7 +187,9 @@ class OpenAIProvider(SDKClientProvider[openai.AsyncOpenAI]):
         if isinstance(exc, openai.APIConnectionError | httpx2.HTTPError):
             return ProviderError(f"{self.name}: connection failed: {exc.__cause__ or exc}")
         if isinstance(exc, openai.APIStatusError):
-            return self.status_error(exc.status_code, _error_message(exc.body) or exc.message)
+            error = self.status_error(exc.status_code, _error_message(exc.body) or exc.message)
+            error.retry_after = retry_hint(exc.response.headers)
+            return error
         return ProviderError(f"{self.name}: {exc.message}")
 
     def status_error(self, status: int, message: str) -> ProviderError:
@@ -188,20 +217,37 @@ def _message(m: Message) -> dict[str, Any]:
                 for c in m.tool_calls
             ],
         }
+    if m.images:
+        parts: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
+        parts += ({"type": "image_url", "image_url": {"url": i.url}} for i in m.images)
+        return {"role": m.role, "content": parts}
     return {"role": m.role, "content": m.content}
 
 
-def _gather(calls: dict[int, list[str]], pieces: list[dict[str, Any]]) -> None:
+def _json_schema(fmt: ResponseFormat) -> dict[str, Any]:
+    schema: dict[str, Any] = {"name": fmt.name, "schema": fmt.schema or {}}
+    if fmt.strict is not None:
+        schema["strict"] = fmt.strict
+    return schema
+
+
+def _gather(calls: dict[int, list[str]], pieces: list[dict[str, Any]]) -> list[ToolCallDelta]:
     """Adds streamed tool-call fragments: the first of a call brings its id and name, every
-    one a piece of the arguments' JSON text."""
+    one a piece of the arguments' JSON text. Returns them as deltas, to relay."""
+    deltas = []
     for piece in pieces:
         function = piece.get("function") or _NONE
-        call = calls.setdefault(piece.get("index", 0), ["", "", ""])
-        if call_id := piece.get("id"):
+        index = piece.get("index", 0)
+        call = calls.setdefault(index, ["", "", ""])
+        call_id, name = piece.get("id"), function.get("name")
+        if call_id:
             call[0] = call_id
-        if name := function.get("name"):
+        if name:
             call[1] = name
-        call[2] += function.get("arguments") or ""
+        arguments = function.get("arguments") or ""
+        call[2] += arguments
+        deltas.append(ToolCallDelta(index, call_id, name, arguments))
+    return deltas
 
 
 def _error_message(body: object) -> str | None:
