@@ -28,6 +28,7 @@ from lipika.config import Settings
 from lipika.db import create_engine, create_sessionmaker
 from lipika.errors import install_error_handlers
 from lipika.health import router as health_router
+from lipika.idempotency.service import REPLAYED_HEADER, IdempotencyStore
 from lipika.kit.middleware import (
     BodySizeLimitMiddleware,
     GZipExceptStreams,
@@ -71,6 +72,7 @@ CORS_RESPONSE_HEADERS = [
     "X-RateLimit-Limit-Requests",
     "X-RateLimit-Remaining-Requests",
     "X-RateLimit-Reset-Requests",
+    REPLAYED_HEADER,
 ]
 
 # Routes that answer with server-sent events (and so bypass GZip).
@@ -106,6 +108,8 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         mailer = build_mailer(settings)
         periodic = PeriodicTasks()  # each domain registers its periodic work here
         register_reconciliation(periodic, reconciler)
+        idempotency = IdempotencyStore.for_settings(settings, engine)
+        periodic.register("idempotency", idempotency.purge_expired)
         loop = asyncio.create_task(
             periodic.run_forever(redis, settings.reconcile_interval_seconds, metrics.reconciled),
             name="reconcile",
@@ -144,6 +148,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
                 "reconciler": reconciler,
                 "mailer": mailer,
                 "periodic": periodic,
+                "idempotency": idempotency,
             }
         finally:
             if metrics_server is not None:

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     plans_path: Path | None = None
     hold_ttl_seconds: int = Field(15 * 60, ge=60)
     reconcile_interval_seconds: float = Field(30, gt=0)
+    idempotency_ttl_seconds: int = Field(24 * 3600, ge=60)
+    # A request holding its key in flight for longer than this is taken to have died.
+    idempotency_lock_seconds: int = Field(15 * 60, ge=1)
     cors_origins: str = Field(
         "",
         description="comma-separated browser origins allowed to call the API; empty: none in "

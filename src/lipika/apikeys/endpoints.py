@@ -8,13 +8,19 @@ from lipika.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from lipika.apikeys.service import ApiKeyService
 from lipika.auth.dependencies import CurrentMember
 from lipika.db import SessionDep
+from lipika.idempotency.dependencies import Idempotent
 from lipika.kit.routing import api_router
 from lipika.kit.schemas import ListOf
 
 router = api_router(tags=["api keys"])
 
 
-@router.post("/v1/api-keys", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/v1/api-keys",
+    response_model=ApiKeyCreated,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Idempotent],
+)
 async def create_api_key(
     body: ApiKeyCreate, me: CurrentMember, session: SessionDep
 ) -> ApiKeyCreated:

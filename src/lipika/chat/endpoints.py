@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import Header, Request
+from fastapi import Request
 from starlette.responses import StreamingResponse
 
 from lipika.auth.dependencies import CurrentMember, SettingsDep
@@ -10,6 +8,7 @@ from lipika.billing.dependencies import BillingDep, MeterDep
 from lipika.chat import service
 from lipika.chat.schemas import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
 from lipika.chat.stream import ChatStream
+from lipika.idempotency.dependencies import IdempotencyKeyDep
 from lipika.kit import sse
 from lipika.kit.routing import api_router
 
@@ -20,7 +19,9 @@ _STREAM_DOC = {
         "description": "With `stream: true`: server-sent events, one `chat.completion.chunk` "
         "per `data:` line, a usage chunk when `stream_options.include_usage` is set, then "
         '`data: [DONE]`; a failure mid-stream ends with `data: {"error": {...}}` instead.',
-        "content": {sse.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}}},
+        "content": {
+            sse.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}}
+        },
     }
 }
 
@@ -32,7 +33,7 @@ async def chat_completions(
     meter: MeterDep,
     settings: SettingsDep,
     request: Request,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: IdempotencyKeyDep,
 ) -> ChatCompletion | StreamingResponse:
     """OpenAI-compatible chat completion, metered: 402 if the most it can cost is not available."""
     if not body.stream:

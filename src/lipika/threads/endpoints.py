@@ -9,6 +9,7 @@ from lipika.agent.run import AgentRun
 from lipika.agent.runner import Agent
 from lipika.auth.dependencies import CurrentMember, SettingsDep
 from lipika.db import SessionDep
+from lipika.idempotency.dependencies import Idempotent
 from lipika.kit import sse
 from lipika.kit.routing import api_router
 from lipika.threads.leases import RunLeases
@@ -47,7 +48,12 @@ async def get_threads(session: SessionDep, agent: AgentDep, leases: LeasesDep) -
 ThreadsDep = Annotated[ThreadService, Depends(get_threads)]
 
 
-@router.post("/v1/threads", response_model=ThreadOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/v1/threads",
+    response_model=ThreadOut,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Idempotent],
+)
 async def create_thread(body: ThreadCreate, me: CurrentMember, threads: ThreadsDep) -> ThreadOut:
     """A new thread in the caller's workspace, private to the caller unless `visibility` is
     `workspace`."""
@@ -101,6 +107,7 @@ async def thread_history(
 @router.post(
     "/v1/threads/{thread_id}/messages",
     response_model=RunOut,
+    dependencies=[Idempotent],
     responses={
         200: {
             "content": {sse.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ThreadEvent"}}},
