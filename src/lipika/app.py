@@ -44,6 +44,7 @@ from lipika.ops.providers import observe_providers
 from lipika.ops.tracing import Tracing
 from lipika.periodic import PeriodicTasks
 from lipika.providers.registry import build_registry
+from lipika.ratelimits.service import PlanRateLimits
 from lipika.redis import create_redis
 from lipika.threads.endpoints import router as threads_router
 from lipika.threads.leases import RunLeases, register_step_holds
@@ -72,6 +73,9 @@ CORS_RESPONSE_HEADERS = [
     "X-RateLimit-Limit-Requests",
     "X-RateLimit-Remaining-Requests",
     "X-RateLimit-Reset-Requests",
+    "X-RateLimit-Limit-Tokens",
+    "X-RateLimit-Remaining-Tokens",
+    "X-RateLimit-Reset-Tokens",
     REPLAYED_HEADER,
 ]
 
@@ -99,6 +103,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         checkpoint_db = await CheckpointDB.open(settings)
         metrics.watch_pools(engine, checkpoint_db.conn)
         meter = build_meter(settings, engine, MeterEvents(metrics))
+        rate_limits = PlanRateLimits.open(settings, meter)
         providers = observe_providers(build_registry(settings), metrics, tracing.tracer)
         agent = await Agent.open(settings, meter, checkpoint_db, providers.providers)
         run_leases = RunLeases(sessionmaker, settings.run_lease_seconds)
@@ -149,6 +154,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
                 "mailer": mailer,
                 "periodic": periodic,
                 "idempotency": idempotency,
+                "rate_limits": rate_limits,
             }
         finally:
             if metrics_server is not None:
@@ -163,6 +169,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
             await providers.aclose()
             await checkpoint_db.close()
             await limiter.aclose()
+            await rate_limits.aclose()
             passwords.close()
             await redis.aclose()
             await engine.dispose()

@@ -74,14 +74,18 @@ def admission(member: Principal, prepared: Prepared, idempotency_key: str | None
     }
 
 
+def token_allowance(prepared: Prepared) -> int:
+    """The most tokens a completion may use: what rate limits count at admission."""
+    return prepared.max_usage["input_tokens"] + prepared.max_usage["output_tokens"]
+
+
 async def complete(
     body: ChatCompletionRequest,
+    prepared: Prepared,
     member: Principal,
     meter: Meter,
-    providers: ProviderRegistry,
     idempotency_key: str | None,
 ) -> ChatCompletion:
-    prepared = prepare(body, meter, providers)
     try:
         async with meter.session(
             member.workspace_id, member.user_id, **admission(member, prepared, idempotency_key)
