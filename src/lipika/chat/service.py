@@ -11,6 +11,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from lipika.apikeys.service import key_limits
 from lipika.auth.dependencies import Principal
 from lipika.billing.catalogue import chat_model
 from lipika.billing.meter import Meter, Owner, Settlement
@@ -68,6 +69,7 @@ def admission(member: Principal, prepared: Prepared, idempotency_key: str | None
         "price": prepared.request.model,
         "max_usage": prepared.max_usage,
         "owner": Owner("chat.request", uuid.uuid4().hex),
+        "api_key": key_limits(member),
         "idempotency_key": (
             f"chat:{member.workspace_id}:{idempotency_key}" if idempotency_key else None
         ),

@@ -8,6 +8,10 @@ A metered request is counted before its hold: one request, and the most tokens i
 given back (within the same window), so the tokens counted are what was used. A refusal is 429
 `rate_limit_exceeded` with `Retry-After`; every counted request answers OpenAI's
 `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers for its tightest window.
+
+Unlike the abuse limits, these fail open: with Redis down a request is not counted (and sends
+no `x-ratelimit-*` headers) rather than refused, so paid chat goes on; its money is guarded by
+the ledger, which needs no Redis.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import structlog
 from limits import RateLimitItemPerMinute
 
 from lipika.auth.dependencies import Principal
@@ -24,8 +29,11 @@ from lipika.billing.meter import Meter
 from lipika.billing.plans import DEFAULT_PLAN, Plan
 from lipika.billing.repository import LedgerRepository
 from lipika.config import Settings
+from lipika.errors import is_outage
 from lipika.kit.ratelimit import Limiter, Quota, QuotaExceeded, QuotaState
 from lipika.ratelimits.errors import RateLimited
+
+log = structlog.get_logger()
 
 REQUESTS = "rpm"
 TOKENS = "tpm"
@@ -52,9 +60,14 @@ class Counted:
         unused = self.tokens - max(0, used_tokens)
         for state in self.states:
             if state.quota.name == TOKENS:
-                await self.limiter.counters.give_back_cost(
-                    state.quota, unused, if_before=state.reset_at
-                )
+                try:
+                    await self.limiter.counters.give_back_cost(
+                        state.quota, unused, if_before=state.reset_at
+                    )
+                except Exception as exc:
+                    if not is_outage(exc):
+                        raise
+                    log.warning("rate_limits_unavailable", error=repr(exc))
 
 
 @dataclass
@@ -83,6 +96,11 @@ class PlanRateLimits:
             states = await self.counters.take(quotas)
         except QuotaExceeded as exc:
             raise _refusal(exc.state) from None
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning("rate_limits_unavailable", error=repr(exc))
+            return Counted(self, [], 0)  # fail open (see the module)
         return Counted(self, states, tokens)
 
     async def aclose(self) -> None:
