@@ -191,3 +191,17 @@ def test_the_shipped_plans_have_rate_limits() -> None:
 
     plans = PlanCatalogue.load(PriceBook.load()).plans
     assert all(plan.rate_limits.workspace_requests_per_minute for plan in plans.values())
+
+
+async def test_thread_messages_count_as_requests(
+    client: httpx.AsyncClient, tight_app: FastAPI, signup
+) -> None:
+    account = await signup()
+    async with http(tight_app) as tight:
+        thread = (await tight.post("/v1/threads", json={"title": "t"}, headers=account.headers)).json()
+        message = {"content": "Hello", "model": "demo", "max_tokens": 8, "stream": False}
+        sent = await tight.post(f"/v1/threads/{thread['id']}/messages", json=message, headers=account.headers)
+        assert sent.status_code == 200, sent.text
+        assert sent.headers["x-ratelimit-remaining-requests"] == str(WORKSPACE_RPM - 1)
+        chat = await tight.post("/v1/chat/completions", json=CHAT, headers=account.headers)
+        assert chat.headers["x-ratelimit-remaining-requests"] == str(WORKSPACE_RPM - 2)

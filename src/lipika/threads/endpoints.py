@@ -12,6 +12,7 @@ from lipika.db import SessionDep
 from lipika.idempotency.dependencies import Idempotent
 from lipika.kit import sse
 from lipika.kit.routing import api_router
+from lipika.ratelimits.dependencies import RateLimitsDep
 from lipika.threads.leases import RunLeases
 from lipika.threads.schemas import (
     MessageIn,
@@ -126,22 +127,29 @@ async def send_message(
     agent: AgentDep,
     leases: LeasesDep,
     settings: SettingsDep,
+    rate_limits: RateLimitsDep,
+    response: Response,
 ) -> Response | RunOut:
     """Runs the agent on the message with the chosen model and streams the answer as typed
     events (`token`, `tool_start`, `tool_end`, `usage`, then `done` or `error`).
 
     Only the thread's creator sends messages. A refusal before the first step (402 credits,
     403 model not in plan, 429 limits, 409 `run_in_progress` while the thread answers another
-    message) is a plain HTTP error.
+    message) is a plain HTTP error. A message counts as one request against the plan's
+    requests per minute (its steps' tokens are not counted per minute).
     """
+    counted = await rate_limits.count(me, 0)
     accepted = await threads.accept(me, thread_id, body)
     # End the request's transaction (taking the lease) before the run writes the ledger; if
     # the commit fails, the lease was never taken.
     await session.commit()
     run = await start_run(agent, leases, accepted)
     if not body.stream:
+        response.headers.update(counted.headers())
         return await run_to_completion(agent, run)
-    return sse.EventStream(_producer(run), heartbeat=settings.stream_heartbeat_seconds)
+    events = sse.EventStream(_producer(run), heartbeat=settings.stream_heartbeat_seconds)
+    events.headers.update(counted.headers())
+    return events
 
 
 def _producer(run: AgentRun) -> sse.Producer:
