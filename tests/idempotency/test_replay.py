@@ -241,3 +241,34 @@ async def test_the_same_key_sent_20_times_at_once_runs_once(
     assert len(await books.entries(workspace_id, EntryKind.USAGE)) == 1
     assert len(await books.holds(workspace_id)) == 1
     await books.assert_balanced()
+
+
+async def test_one_user_in_two_workspaces_has_two_sets_of_keys(
+    client: httpx.AsyncClient, signup, team
+) -> None:
+    workspace_id, accounts = await team()
+    owner = accounts["owner"]
+    in_team = await client.post(
+        "/v1/api-keys", json={"name": "k"}, headers=keyed(owner.in_workspace(workspace_id), "same")
+    )
+    personal = await client.post("/v1/api-keys", json={"name": "k"}, headers=keyed(owner.headers, "same"))
+    assert in_team.status_code == personal.status_code == 201, personal.text
+    assert "idempotent-replayed" not in personal.headers
+    assert in_team.json()["workspace_id"] == workspace_id
+    assert personal.json()["workspace_id"] == owner.personal_workspace_id
+
+
+async def test_an_api_key_and_its_creators_login_have_their_own_keys(
+    client: httpx.AsyncClient, signup, books: Books
+) -> None:
+    account = await signup()
+    key = (await client.post("/v1/api-keys", json={"name": "k"}, headers=account.headers)).json()
+    by_login = await client.post("/v1/chat/completions", json=CHAT, headers=keyed(account.headers, "c"))
+    by_key = await client.post(
+        "/v1/chat/completions", json=CHAT, headers=keyed({"Authorization": f"Bearer {key['key']}"}, "c")
+    )
+    assert by_login.status_code == by_key.status_code == 200, by_key.text
+    assert "idempotent-replayed" not in by_key.headers
+    assert by_key.json()["id"] != by_login.json()["id"]
+    assert len(await books.entries(uuid.UUID(account.personal_workspace_id), EntryKind.USAGE)) == 2
+    await books.assert_balanced()

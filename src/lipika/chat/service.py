@@ -28,6 +28,7 @@ from lipika.chat.schemas import (
     PromptTokensDetails,
 )
 from lipika.errors import LipikaError, NotFound
+from lipika.idempotency.dependencies import scope_of
 from lipika.providers.base import ChatProvider, ChatRequest, Message, ProviderError, Usage
 from lipika.providers.registry import ProviderRegistry
 
@@ -70,9 +71,11 @@ def admission(member: Principal, prepared: Prepared, idempotency_key: str | None
         "max_usage": prepared.max_usage,
         "owner": Owner("chat.request", uuid.uuid4().hex),
         "api_key": key_limits(member),
-        "idempotency_key": (
-            f"chat:{member.workspace_id}:{idempotency_key}" if idempotency_key else None
-        ),
+        # Scoped as the replay store scopes the key (the workspace and the key or the user):
+        # one caller's key never refuses another's completion.
+        "idempotency_key": f"chat:{scope_of(member)}:{idempotency_key}"
+        if idempotency_key
+        else None,
     }
 
 
