@@ -205,3 +205,20 @@ async def test_thread_messages_count_as_requests(
         assert sent.headers["x-ratelimit-remaining-requests"] == str(WORKSPACE_RPM - 1)
         chat = await tight.post("/v1/chat/completions", json=CHAT, headers=account.headers)
         assert chat.headers["x-ratelimit-remaining-requests"] == str(WORKSPACE_RPM - 2)
+
+
+@pytest.mark.postgres
+async def test_concurrent_requests_on_two_replicas_get_exactly_the_limit(
+    client: httpx.AsyncClient, tight_app: FastAPI, replica_app: FastAPI, signup, backend: str
+) -> None:
+    import asyncio
+
+    account = await signup()
+    key = await new_key(client, account.headers)
+    async with http(tight_app) as one, http(replica_app) as two:
+        responses = await asyncio.gather(
+            *(pod.post("/v1/chat/completions", json=CHAT, headers=key) for pod in (one, two) * 10)
+        )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] * KEY_RPM + [429] * (20 - KEY_RPM), [r.text for r in responses if r.status_code not in (200, 429)][:2]
+    assert {r.json()["error"]["code"] for r in responses if r.status_code == 429} == {"rate_limit_exceeded"}
