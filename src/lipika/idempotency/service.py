@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
 from lipika.config import Settings
 from lipika.db import utcnow
-from lipika.errors import LipikaError, error_response
+from lipika.errors import LipikaError, error_response, is_outage
 from lipika.idempotency.errors import (
     IdempotencyKeyReused,
     IdempotentRequestInFlight,
@@ -42,6 +43,8 @@ from lipika.idempotency.errors import (
 from lipika.idempotency.models import RecordState
 from lipika.idempotency.repository import IdempotencyRepository
 from lipika.kit.routing import AnswerNow
+
+log = structlog.get_logger()
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 _STORED_HEADERS = ("content-type", "location")
@@ -77,6 +80,17 @@ class Claim:
     async def answered(
         self, status: int, headers: list[tuple[bytes, bytes]], body: bytes | None
     ) -> None:
+        try:
+            await self._record(status, headers, body)
+        except Exception as exc:
+            # The answer still goes out; the key stays in flight until its lock runs out.
+            if not is_outage(exc):
+                raise
+            log.error("idempotency_record_failed", error=repr(exc))
+
+    async def _record(
+        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes | None
+    ) -> None:
         if status >= 500 or status in _NOT_STORED_STATUSES:
             await self.store.release(self)
         elif body is None:
@@ -96,10 +110,10 @@ class Claim:
             response = error_response(exc)
             await self.answered(response.status_code, response.raw_headers, response.body)
         else:
-            await self.store.release(self)
+            await self.answered(500, [], None)  # released, as every 5xx is
 
     async def abandoned(self) -> None:
-        await self.store.release(self)
+        await self.answered(500, [], None)
 
 
 @dataclass(frozen=True, slots=True)
