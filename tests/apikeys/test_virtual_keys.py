@@ -181,3 +181,31 @@ async def test_concurrent_requests_on_one_key_never_overspend_its_budget(
     assert -sum(e.amount for e in usage) == charged
     assert (await listed(client, account.headers, key["id"]))["credits_used"] == charged
     await books.assert_balanced()
+
+
+async def test_a_grown_hold_keeps_the_keys_spend_exact(books: Books) -> None:
+    """`Meter.extend` grows the key's counter with the hold (uncapped: the budget is checked at
+    admission), so what the capture or release takes back leaves exactly what was charged."""
+    from lipika.billing.policy import Outcome
+    from lipika.billing.rules import key_spend_counter
+
+    workspace_id = await books.new_wallet("pro")  # a daily credit cap of 1,000 credits
+    limits = KeyLimits(uuid.uuid4(), None, 5_000 * 1_000_000)
+    counter = key_spend_counter(limits.id)
+    usage = {"input_tokens": 100, "output_tokens": 100}
+
+    captured = await books.meter.admit(
+        workspace_id, None, operation="t", price="demo", max_usage=usage, api_key=limits
+    )
+    await books.meter.extend(captured.hold_id, 20_000)
+    assert (await books.counters(counter))[counter] == captured.amount + 20_000
+    settlement = await books.meter.capture(captured.hold_id, {"input_tokens": 50, "output_tokens": 50})
+    assert (await books.counters(counter))[counter] == settlement.charged > 0
+
+    released = await books.meter.admit(
+        workspace_id, None, operation="t", price="demo", max_usage=usage, api_key=limits
+    )
+    await books.meter.extend(released.hold_id, 7_000)
+    await books.meter.release(released.hold_id, Outcome.PROVIDER_TIMEOUT)
+    assert (await books.counters(counter))[counter] == settlement.charged
+    await books.assert_balanced()

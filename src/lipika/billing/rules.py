@@ -169,7 +169,7 @@ class AdmissionRules:
                 [limit.key(workspace_id, user_id, price.name, day), by, limit.cap, limit.kind, i]
                 for i, limit in enumerate((*rule.limits, *extra))
                 if (by := _amount(limit, amount, units)) is not None
-                and (limit.scope == "workspace" or user_id is not None)
+                and (limit.scope != "member" or user_id is not None)
             ]
             encoded[name] = [None, counters]
         return encoded
@@ -340,7 +340,10 @@ def credit_counter_caps(
     """The caps of a hold's credit counters, for an extension (refused like an admission)."""
     caps: dict[str, int | None] = {}
     for key, kind, *_ in counters:
-        if kind != "credits" or key.startswith(f"{KEY_SPEND}:"):
-            continue  # a key's budget is checked at admission only (see README)
-        caps[key] = plan.daily_credit_cap if key.startswith("wsday:") else member_cap_value
+        if kind != "credits":
+            continue
+        if key.startswith(f"{KEY_SPEND}:"):
+            caps[key] = None  # grows with the hold; a key's budget is checked at admission only
+        else:
+            caps[key] = plan.daily_credit_cap if key.startswith("wsday:") else member_cap_value
     return caps

@@ -5,10 +5,14 @@ Revision ID: 0011
 Revises: 0007
 Create Date: 2026-12-06
 
-Existing API keys get no expiry, every model and no budget: they work as before.
+Existing API keys get no expiry, every model and no budget: they work as before. On
+PostgreSQL, `lipika_extend` (0007) grows a key's spend counter (`keyspend:<key>`) with its hold,
+uncapped: a key's budget is checked at admission, not against the plan's daily cap.
 """
 
+import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
@@ -19,7 +23,28 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+_MEMBER_BRANCH = """            IF starts_with(e ->> 0, 'member:') THEN
+                v_cap := v_member_cap;"""
+_KEY_BRANCH = """            IF starts_with(e ->> 0, 'keyspend:') THEN
+                v_cap := NULL;
+            ELSIF starts_with(e ->> 0, 'member:') THEN
+                v_cap := v_member_cap;"""
+
+
+def _extend_0007() -> str:
+    path = Path(__file__).with_name("0007_metering_core.py")
+    spec = importlib.util.spec_from_file_location("lipika_migration_0007", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sql = module.EXTEND.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
+    assert _MEMBER_BRANCH in sql
+    return sql
+
+
 def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(_extend_0007().replace(_MEMBER_BRANCH, _KEY_BRANCH))
     op.create_table(
         "idempotency_keys",
         sa.Column("scope", sa.String(length=120), nullable=False),
@@ -56,6 +81,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(_extend_0007())
     with op.batch_alter_table("api_keys", schema=None) as batch_op:
         batch_op.drop_column("credit_budget")
         batch_op.drop_column("allowed_models")
