@@ -151,6 +151,19 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _idempotency_locks_outlive_requests(self) -> Settings:
+        """A key whose lock runs out while its request still waits on the provider would let a
+        retry run the request a second time."""
+        needed = self.provider_timeout_seconds + HOLD_TTL_MARGIN_SECONDS
+        if self.idempotency_lock_seconds < needed:
+            raise ValueError(
+                f"LIPIKA_IDEMPOTENCY_LOCK_SECONDS ({self.idempotency_lock_seconds}) must be at "
+                f"least LIPIKA_PROVIDER_TIMEOUT_SECONDS ({self.provider_timeout_seconds:g}) + "
+                f"{HOLD_TTL_MARGIN_SECONDS}: a retry after the lock runs out runs the request again"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _operators_live_in_the_database(self) -> Settings:
         # An empty value named nobody, and ignoring it changes nothing; any address is refused.
         if self.operator_emails and self.operator_emails.strip():
