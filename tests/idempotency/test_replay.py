@@ -272,3 +272,26 @@ async def test_an_api_key_and_its_creators_login_have_their_own_keys(
     assert by_key.json()["id"] != by_login.json()["id"]
     assert len(await books.entries(uuid.UUID(account.personal_workspace_id), EntryKind.USAGE)) == 2
     await books.assert_balanced()
+
+
+async def test_threads_and_their_messages_take_keys(client: httpx.AsyncClient, signup, books: Books) -> None:
+    account = await signup()
+    workspace_id = uuid.UUID(account.personal_workspace_id)
+    created = await client.post("/v1/threads", json={"title": "t"}, headers=keyed(account.headers, "t1"))
+    again = await client.post("/v1/threads", json={"title": "t"}, headers=keyed(account.headers, "t1"))
+    assert again.json()["id"] == created.json()["id"]
+    path = f"/v1/threads/{created.json()['id']}/messages"
+
+    message = {"content": "Hello", "model": "demo", "max_tokens": 8, "stream": False}
+    run = await client.post(path, json=message, headers=keyed(account.headers, "m1"))
+    replayed = await client.post(path, json=message, headers=keyed(account.headers, "m1"))
+    assert run.status_code == 200, run.text
+    assert replayed.json() == run.json() and replayed.headers["idempotent-replayed"] == "true"
+
+    streamed = await client.post(path, json={**message, "stream": True}, headers=keyed(account.headers, "m2"))
+    assert streamed.status_code == 200, streamed.text
+    copy = await client.post(path, json={**message, "stream": True}, headers=keyed(account.headers, "m2"))
+    assert copy.status_code == 409 and copy.json()["error"]["code"] == "idempotency_stream_not_replayed"
+    history = await client.get(path, headers=account.headers)
+    assert [m["role"] for m in history.json()["data"]].count("user") == 2  # each ran once
+    await books.assert_balanced()
