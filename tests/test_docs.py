@@ -68,7 +68,7 @@ def test_readme_names_every_idempotent_route() -> None:
     from fastapi.routing import iter_route_contexts
 
     from lipika.app import create_app
-    from lipika.idempotency.dependencies import idempotency_key
+    from lipika.idempotency.dependencies import idempotency_key, idempotency_key_in_path
 
     def calls(dependant) -> set:
         return {dependant.call} | {c for d in dependant.dependencies for c in calls(d)}
@@ -76,7 +76,8 @@ def test_readme_names_every_idempotent_route() -> None:
     idempotent = {
         c.path
         for c in iter_route_contexts(create_app().routes)
-        if getattr(c.original_route, "dependant", None) and idempotency_key in calls(c.original_route.dependant)
+        if getattr(c.original_route, "dependant", None)
+        and {idempotency_key, idempotency_key_in_path} & calls(c.original_route.dependant)
     }
     section = (ROOT / "README.md").read_text().split("### Idempotency keys", 1)[1].split("\n### ", 1)[0]
     named = set(re.findall(r"`(/v1/[^`]+)`", section.strip().split("\n\n", 1)[0]))

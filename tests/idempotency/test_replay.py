@@ -295,3 +295,16 @@ async def test_threads_and_their_messages_take_keys(client: httpx.AsyncClient, s
     history = await client.get(path, headers=account.headers)
     assert [m["role"] for m in history.json()["data"]].count("user") == 2  # each ran once
     await books.assert_balanced()
+
+
+async def test_an_invitation_retried_is_sent_once(client: httpx.AsyncClient, signup) -> None:
+    owner, invitee = await signup("owner"), await signup("invitee")
+    team = (await client.post("/v1/workspaces", json={"name": "T"}, headers=owner.headers)).json()
+    path = f"/v1/workspaces/{team['id']}/invitations"
+    body = {"email": invitee.email, "role": "member"}
+    first = await client.post(path, json=body, headers=keyed(owner.headers, "invite-1"))
+    again = await client.post(path, json=body, headers=keyed(owner.headers, "invite-1"))
+    assert first.status_code == 201, first.text
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    listed = await client.get(path, headers=owner.headers)
+    assert len(listed.json()["data"]) == 1

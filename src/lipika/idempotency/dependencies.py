@@ -3,7 +3,7 @@
     @router.post("/v1/api-keys", dependencies=[Idempotent])
 
 or, for a route that needs the key itself (chat passes it on to its hold),
-`key: IdempotencyKeyDep`. The route class (kit/routing.py) tells the claim how the request
+`key: IdempotencyKeyDep`; `IdempotentInPath` on a route whose workspace is in its path. The route class (kit/routing.py) tells the claim how the request
 ended, so the answer is stored or the key released."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from lipika.auth.dependencies import CurrentMember, Principal
+from lipika.auth.dependencies import CurrentMember, PathMember, Principal
 from lipika.idempotency.service import IdempotencyStore, fingerprint
 from lipika.kit.routing import add_response_hook
 
@@ -23,20 +23,31 @@ def scope_of(member: Principal) -> str:
     return f"{member.workspace_id}:{who}"
 
 
-async def idempotency_key(
-    request: Request,
-    me: CurrentMember,
-    key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            min_length=1,
-            max_length=200,
-            description="Retries with the same key and request get the first answer back "
-            "(kept 24 hours); see the README.",
-        ),
-    ] = None,
+KeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="Retries with the same key and request get the first answer back "
+        "(kept 24 hours); see the README.",
+    ),
+]
+
+
+async def idempotency_key(request: Request, me: CurrentMember, key: KeyHeader = None) -> str | None:
+    """Claims the request's key for the caller in the current workspace (see the module)."""
+    return await _claim(request, me, key)
+
+
+async def idempotency_key_in_path(
+    request: Request, me: PathMember, key: KeyHeader = None
 ) -> str | None:
+    """The same, for the caller in the workspace named in the path."""
+    return await _claim(request, me, key)
+
+
+async def _claim(request: Request, me: Principal, key: str | None) -> str | None:
     if key is None:
         return None
     store: IdempotencyStore = request.state.idempotency
@@ -52,3 +63,4 @@ async def idempotency_key(
 
 IdempotencyKeyDep = Annotated[str | None, Depends(idempotency_key)]
 Idempotent = Depends(idempotency_key)
+IdempotentInPath = Depends(idempotency_key_in_path)
