@@ -158,3 +158,9 @@ def test_the_shipped_and_deployed_settings_hold_together() -> None:
     configmap = yaml.safe_load((DEPLOY / "k8s" / "base" / "configmap.yaml").read_text())
     env = {k.removeprefix("LIPIKA_").lower(): v for k, v in configmap["data"].items()}
     Settings(**{**env, "secret_key": "s" * 40, "allow_embedded_in_production": True}, _env_file=None)
+
+
+def test_an_idempotency_lock_must_outlive_a_provider_call() -> None:
+    with pytest.raises(ValueError, match="LIPIKA_IDEMPOTENCY_LOCK_SECONDS"):
+        Settings(idempotency_lock_seconds=600, provider_timeout_seconds=600, _env_file=None)
+    assert Settings(idempotency_lock_seconds=120, hold_ttl_seconds=120, provider_timeout_seconds=60, stream_budget_seconds=60, _env_file=None)

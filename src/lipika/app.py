@@ -28,6 +28,7 @@ from lipika.config import Settings
 from lipika.db import create_engine, create_sessionmaker
 from lipika.errors import install_error_handlers
 from lipika.health import router as health_router
+from lipika.idempotency.service import REPLAYED_HEADER, IdempotencyStore
 from lipika.kit.middleware import (
     BodySizeLimitMiddleware,
     GZipExceptStreams,
@@ -43,6 +44,7 @@ from lipika.ops.providers import observe_providers
 from lipika.ops.tracing import Tracing
 from lipika.periodic import PeriodicTasks, lock_name
 from lipika.providers.registry import build_registry
+from lipika.ratelimits.service import PlanRateLimits
 from lipika.redis import create_redis
 from lipika.threads.endpoints import router as threads_router
 from lipika.threads.leases import RunLeases, register_step_holds
@@ -71,6 +73,10 @@ CORS_RESPONSE_HEADERS = [
     "X-RateLimit-Limit-Requests",
     "X-RateLimit-Remaining-Requests",
     "X-RateLimit-Reset-Requests",
+    "X-RateLimit-Limit-Tokens",
+    "X-RateLimit-Remaining-Tokens",
+    "X-RateLimit-Reset-Tokens",
+    REPLAYED_HEADER,
 ]
 
 # Routes that answer with server-sent events (and so bypass GZip).
@@ -97,6 +103,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         checkpoint_db = await CheckpointDB.open(settings)
         metrics.watch_pools(engine, checkpoint_db.conn)
         meter = build_meter(settings, engine, MeterEvents(metrics))
+        rate_limits = PlanRateLimits.open(settings, meter)
         providers = observe_providers(build_registry(settings), metrics, tracing.tracer)
         agent = await Agent.open(settings, meter, checkpoint_db, providers.providers)
         run_leases = RunLeases(sessionmaker, settings.run_lease_seconds)
@@ -111,6 +118,8 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
             InvariantCheck.for_settings(settings, engine, metrics),
             settings.invariant_check_interval_seconds,
         )
+        idempotency = IdempotencyStore.for_settings(settings, engine)
+        periodic.register("idempotency", idempotency.purge_expired)
         loop = asyncio.create_task(
             periodic.run_forever(redis, settings.reconcile_interval_seconds, metrics.reconciled),
             name="reconcile",
@@ -141,6 +150,8 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
                 "reconciler": reconciler,
                 "mailer": mailer,
                 "periodic": periodic,
+                "idempotency": idempotency,
+                "rate_limits": rate_limits,
             }
         finally:
             if metrics_server is not None:
@@ -154,6 +165,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
             await providers.aclose()
             await checkpoint_db.close()
             await limiter.aclose()
+            await rate_limits.aclose()
             passwords.close()
             await redis.aclose()
             await engine.dispose()

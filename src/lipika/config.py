@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     plans_path: Path | None = None
     hold_ttl_seconds: int = Field(15 * 60, ge=60)
     reconcile_interval_seconds: float = Field(30, gt=0)
+    idempotency_ttl_seconds: int = Field(24 * 3600, ge=60)
+    # A request holding its key in flight for longer than this is taken to have died.
+    idempotency_lock_seconds: int = Field(15 * 60, ge=1)
     cors_origins: str = Field(
         "",
         description="comma-separated browser origins allowed to call the API; empty: none in "
@@ -145,6 +148,19 @@ class Settings(BaseSettings):
                     f"{HOLD_TTL_MARGIN_SECONDS}: a hold that expires while its answer is still "
                     "being delivered is released, and the answer goes free"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _idempotency_locks_outlive_requests(self) -> Settings:
+        """A key whose lock runs out while its request still waits on the provider would let a
+        retry run the request a second time."""
+        needed = self.provider_timeout_seconds + HOLD_TTL_MARGIN_SECONDS
+        if self.idempotency_lock_seconds < needed:
+            raise ValueError(
+                f"LIPIKA_IDEMPOTENCY_LOCK_SECONDS ({self.idempotency_lock_seconds}) must be at "
+                f"least LIPIKA_PROVIDER_TIMEOUT_SECONDS ({self.provider_timeout_seconds:g}) + "
+                f"{HOLD_TTL_MARGIN_SECONDS}: a retry after the lock runs out runs the request again"
+            )
         return self
 
     @model_validator(mode="after")

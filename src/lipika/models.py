@@ -4,6 +4,7 @@ from lipika.apikeys.models import ApiKey
 from lipika.auth.models import AuthSession, EmailToken, Operator, RefreshToken, User
 from lipika.billing.models import Hold, LedgerEntry, MemberCap, UsageCounter, Wallet
 from lipika.db import Base
+from lipika.idempotency.models import IdempotencyRecord
 from lipika.threads.models import Thread
 from lipika.workspaces.models import Invitation, Membership, Workspace
 
@@ -13,6 +14,7 @@ __all__ = [
     "Base",
     "EmailToken",
     "Hold",
+    "IdempotencyRecord",
     "Invitation",
     "LedgerEntry",
     "MemberCap",

@@ -82,16 +82,20 @@ async def test_an_idempotency_replay_is_not_retried(counted: tuple[Counting, str
     account = await signup()
     async with sdk(url, account.access_token) as client_sdk:
         key = {"Idempotency-Key": "retry-semantics-1"}
-        await client_sdk.chat.completions.create(
+        first = await client_sdk.chat.completions.create(
             model="demo", messages=MESSAGES, max_tokens=4, extra_headers=key
         )
-        with pytest.raises(openai.ConflictError) as raised:
+        replayed = await client_sdk.chat.completions.create(
+            model="demo", messages=MESSAGES, max_tokens=4, extra_headers=key
+        )
+        assert replayed.id == first.id
+        with pytest.raises(openai.UnprocessableEntityError) as raised:
             await client_sdk.chat.completions.create(
-                model="demo", messages=MESSAGES, max_tokens=4, extra_headers=key
+                model="demo", messages=MESSAGES, max_tokens=5, extra_headers=key
             )
-    assert raised.value.code == "duplicate_request"
+    assert raised.value.code == "idempotency_key_reused"
     assert raised.value.response.headers["x-should-retry"] == "false"
-    assert counting.chat_requests == 2
+    assert counting.chat_requests == 3
 
 
 async def test_a_daily_limit_says_when_it_resets(counted: tuple[Counting, str], signup, books) -> None:

@@ -14,6 +14,7 @@ from lipika.agent.tools import AgentTool
 from lipika.billing.meter import Meter
 from lipika.billing.policy import Outcome
 from lipika.billing.pricebook import TOKEN_BLOCK, Price
+from lipika.billing.rules import KeyLimits
 from lipika.kit.money import format_credits
 from lipika.providers.base import ChatProvider, Tool
 
@@ -113,6 +114,7 @@ class RunContext:
     tools: Mapping[str, AgentTool]
     tool_specs: tuple[Tool, ...]  # the tools, as offered to the model
     budget: RunBudget
+    api_key: KeyLimits | None = None  # the caller's API key, held to its models and budget
     # Where the run's events go (set by the run), awaited in the node's task.
     emit: Callable[[dict[str, Any]], Awaitable[None]] = field(default=_discard)
     # Set once the first step holds its credits: the run was admitted (see AgentRun.start).

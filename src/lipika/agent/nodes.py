@@ -68,6 +68,7 @@ async def call_model(
                 owner=Owner(STEP_OWNER, f"{ctx.run_id}:{step}"),
                 idempotency_key=f"agent:{ctx.run_id}:{step}",
                 stopped=lambda: ctx.stop_reason,
+                api_key=ctx.api_key,
             ) as metered:
                 ctx.mark_admitted()
                 reply = await _stream_reply(ctx, metered, request)
@@ -147,6 +148,7 @@ async def call_tool(request: ToolCallRequest, execute: ToolExecute) -> ToolMessa
             owner=Owner(STEP_OWNER, f"{ctx.run_id}:{step}"),
             idempotency_key=f"agent:{ctx.run_id}:{step}",
             stopped=lambda: ctx.stop_reason,
+            api_key=ctx.api_key,
         ) as metered:
             await emit(
                 {

@@ -24,6 +24,7 @@ from lipika.billing.catalogue import chat_model
 from lipika.billing.meter import Meter
 from lipika.billing.policy import Outcome
 from lipika.billing.pricebook import Price, PriceBookError
+from lipika.billing.rules import KeyLimits
 from lipika.checkpoint import CheckpointDB
 from lipika.config import Settings
 from lipika.providers.base import ChatProvider, Tool
@@ -43,6 +44,7 @@ class RunRequest:
     max_output_tokens: int | None = None
     max_steps: int | None = None
     max_credits: int | None = None
+    api_key: KeyLimits | None = None  # the caller's key, whose models and budget bind each step
     # Names the run: in its holds' keys (`agent:<run_id>:<step>`) and on the thread's lease.
     run_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
@@ -155,6 +157,7 @@ class Agent:
             workspace_id=request.workspace_id,
             user_id=request.user_id,
             meter=self.meter,
+            api_key=request.api_key,
             price=price,
             provider=self.providers[price.provider or ""],
             max_output_tokens=price.output_allowance(request.max_output_tokens),

@@ -49,6 +49,9 @@ class Principal:
     role: Role
     session_id: uuid.UUID | None = None
     api_key_id: uuid.UUID | None = None
+    # What the API key itself allows (None: not a key, or no such limit).
+    key_models: frozenset[str] | None = None
+    key_budget: int | None = None
 
     def require(self, role: Role) -> None:
         if not self.role.at_least(role):
@@ -103,12 +106,24 @@ async def _resolve(
         if found is None:
             raise Unauthorized("invalid or revoked API key", code="invalid_api_key")
         key, role, kind = found
+        now = utcnow()
+        if key.expires_at is not None and key.expires_at <= now:
+            raise Unauthorized(
+                f"this API key expired at {key.expires_at.isoformat()}", code="api_key_expired"
+            )
         if workspace_id is not None and workspace_id != key.workspace_id:
             raise NotFound("workspace not found")
-        now = utcnow()
         if key.last_used_at is None or key.last_used_at < now - _API_KEY_TOUCH_INTERVAL:
             await principals.touch_api_key(key.id, now, _API_KEY_TOUCH_INTERVAL)
-        return Principal(key.user_id, key.workspace_id, kind, role, api_key_id=key.id)
+        return Principal(
+            key.user_id,
+            key.workspace_id,
+            kind,
+            role,
+            api_key_id=key.id,
+            key_models=None if key.allowed_models is None else frozenset(key.allowed_models),
+            key_budget=key.credit_budget,
+        )
 
     claims = decode_access_token(token, key=settings.signing_key)
     found_member = await principals.by_login(claims.user_id, claims.session_id, workspace_id)

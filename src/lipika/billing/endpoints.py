@@ -30,6 +30,7 @@ from lipika.billing.schemas import (
 from lipika.billing.service import BillingService
 from lipika.db import SessionDep, utcnow
 from lipika.errors import BadRequest, Forbidden
+from lipika.idempotency.dependencies import Idempotent
 from lipika.kit.money import to_micro
 from lipika.kit.routing import api_router
 from lipika.kit.schemas import EntryId, UTCDateTime
@@ -99,7 +100,12 @@ async def usage(
     return UsageOut(group_by=group_by, since=since, until=until, data=data)
 
 
-@router.post("/v1/billing/grants", response_model=EntryPosted, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/v1/billing/grants",
+    response_model=EntryPosted,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Idempotent],
+)
 async def grant(
     body: CreditAmount,
     me: CurrentMember,
@@ -113,7 +119,10 @@ async def grant(
 
 
 @router.post(
-    "/v1/billing/adjustments", response_model=EntryPosted, status_code=status.HTTP_201_CREATED
+    "/v1/billing/adjustments",
+    response_model=EntryPosted,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Idempotent],
 )
 async def adjust(
     body: CreditAmount,

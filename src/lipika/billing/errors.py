@@ -84,6 +84,23 @@ class MemberMonthlyCapReached(LimitReached):
         return _seconds_until_next_month()
 
 
+class KeyBudgetExhausted(LipikaError):
+    """The API key's own credit budget cannot hold this request (the workspace may still have
+    credits: another key, or a raised budget, can spend them)."""
+
+    status_code = 402
+    code = "api_key_budget_exceeded"
+    type = "insufficient_quota"
+    should_retry = False
+
+
+class ModelNotAllowedForKey(LipikaError):
+    status_code = 403
+    code = "model_not_allowed_for_key"
+    type = "permission_error"
+    should_retry = False
+
+
 class DuplicateRequest(Conflict):
     """The idempotency key was used already: the same request again is refused again."""
 

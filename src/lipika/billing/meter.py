@@ -20,7 +20,12 @@ from typing import Any, Protocol
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from lipika.billing.errors import DuplicateRequest, UnknownPrice, WalletMissing
+from lipika.billing.errors import (
+    DuplicateRequest,
+    ModelNotAllowedForKey,
+    UnknownPrice,
+    WalletMissing,
+)
 from lipika.billing.models import EntryKind, Hold, HoldStatus
 from lipika.billing.plans import DEFAULT_PLAN, PlanCatalogue
 from lipika.billing.policy import Charge, Outcome, charge_for
@@ -35,6 +40,8 @@ from lipika.billing.rules import (
     MEMBER_CAP,
     NO_WALLET,
     AdmissionRules,
+    KeyLimits,
+    Limit,
     Sizing,
     counter_delta_on_release,
     credit_counter_caps,
@@ -157,15 +164,25 @@ class Meter:
         idempotency_key: str | None = None,
         ttl: timedelta | None = None,
         owner: Owner | None = None,
+        api_key: KeyLimits | None = None,
     ) -> Ticket:
         """Checks plan and limits, then holds the most the operation can cost, atomically.
 
         Raises a billing error (and holds nothing) when any check refuses. Without an explicit
-        idempotency key, the owner's identity is the key (one hold per owner).
+        idempotency key, the owner's identity is the key (one hold per owner). An operation
+        made with an API key is held to the key's models and budget too.
         """
         try:
             return await self._admit(
-                workspace_id, user_id, operation, price, max_usage, idempotency_key, ttl, owner
+                workspace_id,
+                user_id,
+                operation,
+                price,
+                max_usage,
+                idempotency_key,
+                ttl,
+                owner,
+                api_key,
             )
         except LipikaError as exc:
             self.observer.admitted(operation, exc.code)
@@ -181,10 +198,15 @@ class Meter:
         idempotency_key: str | None,
         ttl: timedelta | None,
         owner: Owner | None,
+        api_key: KeyLimits | None = None,
     ) -> Ticket:
         priced = self.price_book.get(price)
         if priced is None:
             raise UnknownPrice(f"no price for {price!r}", price=price)
+        if api_key is not None and not api_key.allows(priced):
+            raise ModelNotAllowedForKey(
+                f"this API key may not use {priced.name}", model=priced.name
+            )
         now = utcnow()
         hold = _NewHold(
             id=uuid.uuid4(),
@@ -199,6 +221,7 @@ class Meter:
             expires_at=now + (ttl or self.hold_ttl),
             now=now,
             owner=owner,
+            extra_limits=api_key.limits if api_key else (),
         )
         rules = self.rules.encode(
             priced,
@@ -207,6 +230,7 @@ class Meter:
             amount=hold.amount,
             units=hold.units,
             day=hold.day,
+            extra=hold.extra_limits,
         )
         if self._on_postgres:
             refusal = await self._postgres.admit(hold.as_item(self.price_book.version, rules))
@@ -224,7 +248,7 @@ class Meter:
                 self.price_book.version,
                 hold.expires_at,
                 price,
-            )
+            ),
         )
 
     def _admitted(self, operation: str, ticket: Ticket) -> Ticket:
@@ -283,14 +307,21 @@ class Meter:
         default = self.plans.get(DEFAULT_PLAN)
         assert default is not None  # the catalogue refuses to load without it
         left = None
-        limit = self.rules.refused_limit(refusal, hold.price, default)
+        limit = self.rules.refused_limit(refusal, hold.price, default, hold.extra_limits)
         if limit is not None and limit.kind == "credits":
             key = limit.key(hold.workspace_id, hold.user_id, hold.price.name, hold.day)
             left = limit.cap - await self._counter(key)
         elif code == MEMBER_CAP and hold.member_key is not None:
             left = int(detail) - await self._counter(hold.member_key)
         error = self.rules.refusal(
-            refusal, hold.price, hold.amount, hold.units, default, sizing=sizing, left=left
+            refusal,
+            hold.price,
+            hold.amount,
+            hold.units,
+            default,
+            sizing=sizing,
+            left=left,
+            extra=hold.extra_limits,
         )
         return error or RuntimeError(f"unknown admission refusal {refusal!r}")
 
@@ -591,6 +622,7 @@ class _NewHold:
     now: datetime
     owner: Owner | None
     output_allowance: int | None = None
+    extra_limits: tuple[Limit, ...] = ()  # an API key's budget
 
     @property
     def key(self) -> str:

@@ -6,7 +6,8 @@ includes ("*" for all); `allow` and `refuse` name entries or whole kinds ("video
 an entry's own name decides before its kind. Entries of other kinds than "model" are allowed
 unless refused. Daily limits apply per member and entry: `daily_requests` (the "*" default
 applies to chat models only) and `daily_units`, in the entry's own unit (video or audio
-seconds, images, calls)."""
+seconds, images, calls). `rate_limits` bound requests and tokens per minute, per workspace and
+per API key (see `RateLimits`)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,26 @@ class PlanCatalogueError(ValueError):
     pass
 
 
+RATE_LIMIT_FIELDS = (
+    "workspace_requests_per_minute",
+    "workspace_tokens_per_minute",
+    "key_requests_per_minute",
+    "key_tokens_per_minute",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Requests and model tokens per minute (None: no limit), for the whole workspace and for
+    each of its API keys. Tokens are counted at admission as the most the request may use
+    (input estimate and output allowance), then corrected to what it used."""
+
+    workspace_requests_per_minute: int | None = None
+    workspace_tokens_per_minute: int | None = None
+    key_requests_per_minute: int | None = None
+    key_tokens_per_minute: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     name: str
@@ -38,6 +59,7 @@ class Plan:
     allow: frozenset[str] = frozenset()  # entries or kinds allowed (an entry beats its kind)
     refuse: frozenset[str] = frozenset()  # entries or kinds refused
     daily_units: Mapping[str, int] = field(default_factory=dict)  # per member and entry
+    rate_limits: RateLimits = RateLimits()
 
     def allows(self, name: str, kind: str = "model") -> bool:
         """Whether the plan includes the entry `name` of kind `kind`."""
@@ -64,7 +86,8 @@ class Plan:
         return self.daily_requests.get(price.name)
 
     def unit_limit_for(self, price: Price) -> int | None:
-        """Daily units per member for an entry (its own unit: seconds, images, calls)."""
+        """Daily units per member for an entry (its own unit: seconds, images, calls). `rate_limits` bound requests and tokens per minute, per workspace and
+per API key (see `RateLimits`)."""
         return self.daily_units.get(price.name)
 
 
@@ -126,6 +149,7 @@ def _plan(name: str, spec: Mapping[str, Any], price_book: PriceBook) -> Plan:
     if monthly < 0 or (cap is not None and cap < 0):
         raise PlanCatalogueError(f"plan {name!r}: negative amounts are not allowed")
     return Plan(
+        rate_limits=_rate_limits(name, spec.get("rate_limits", {})),
         name=name,
         label=str(spec.get("label", name)),
         models=models,
@@ -150,3 +174,15 @@ def _limits(
         if not wildcard and entry == "*":
             raise PlanCatalogueError(f"plan {name!r}: {key} takes entries, not '*'")
     return limits
+
+
+def _rate_limits(name: str, spec: Mapping[str, Any]) -> RateLimits:
+    unknown = set(spec) - set(RATE_LIMIT_FIELDS)
+    if unknown:
+        raise PlanCatalogueError(
+            f"plan {name!r}: rate_limits has no {sorted(unknown)}; it takes {RATE_LIMIT_FIELDS}"
+        )
+    for key, value in spec.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise PlanCatalogueError(f"plan {name!r}: rate_limits.{key} must be a whole number > 0")
+    return RateLimits(**spec)

@@ -337,6 +337,14 @@ class LedgerRepository:
         ).returning(counters.c.value)
         return (await self.db.execute(stmt)).scalar_one_or_none() is not None
 
+    async def counter_values(self, keys: Sequence[str]) -> dict[str, int]:
+        if not keys:
+            return {}
+        rows = await self.db.execute(
+            select(counters.c.key, counters.c.value).where(counters.c.key.in_(keys))
+        )
+        return {row.key: int(row.value) for row in rows}
+
     async def counter_value(self, key: str) -> int:
         value = await self.db.scalar(select(counters.c.value).where(counters.c.key == key))
         return int(value or 0)
@@ -402,7 +410,12 @@ class LedgerRepository:
                 )
 
     async def prune_counters(self, before_day: str) -> int:
-        result = await self.db.execute(delete(counters).where(counters.c.day < before_day))
+        # A key's budget counter counts for the key's life (billing/rules.py `KEY_SPEND`).
+        result = await self.db.execute(
+            delete(counters).where(
+                counters.c.day < before_day, ~counters.c.key.startswith("keyspend:")
+            )
+        )
         return result.rowcount
 
     async def set_member_cap(

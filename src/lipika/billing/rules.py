@@ -22,6 +22,7 @@ from lipika.billing.errors import (
     DailyRequestLimitReached,
     DailyUnitLimitReached,
     InsufficientCredits,
+    KeyBudgetExhausted,
     MemberMonthlyCapReached,
     ModelNotInPlan,
     NotInPlan,
@@ -32,7 +33,10 @@ from lipika.errors import LipikaError
 from lipika.kit.money import format_credits
 
 CounterKind = Literal["requests", "credits", "units"]
-Scope = Literal["member", "workspace"]
+Scope = Literal["member", "workspace", "key"]
+
+# A key's budget counts for the key's whole life: its counter has no period (and is not pruned).
+KEY_SPEND = "keyspend"
 
 # Refusals the database returns, "<code>:<detail>". A limit's refusal names its plan and its
 # position in that plan's rule, so the error is built here from the rule itself.
@@ -55,6 +59,8 @@ class Limit:
     refusal: Callable[[int, int, str], LipikaError]  # (cap, needed, what) -> the error
 
     def key(self, workspace_id: uuid.UUID, user_id: uuid.UUID | None, entry: str, day: str) -> str:
+        if self.scope == "key":
+            return self.name  # "keyspend:<api key id>"
         if self.scope == "workspace":
             return f"{self.name}:{workspace_id}:{day}"
         return f"{self.name}:{workspace_id}:{user_id}:{entry}:{day}"
@@ -66,6 +72,37 @@ class PlanRule:
 
     allowed: bool
     limits: tuple[Limit, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLimits:
+    """What an API key itself allows, on top of its workspace's plan: the models it may use
+    (None: all the plan allows) and the most it may spend in its life (None: no budget)."""
+
+    id: uuid.UUID
+    allowed_models: frozenset[str] | None = None
+    credit_budget: int | None = None
+
+    def allows(self, price: Price) -> bool:
+        return (
+            price.kind != "model"
+            or self.allowed_models is None
+            or (price.name in self.allowed_models)
+        )
+
+    @property
+    def limits(self) -> tuple[Limit, ...]:
+        """The budget, as one more credits counter of every admission made with the key."""
+        if self.credit_budget is None:
+            return ()
+        return (
+            Limit("credits", "key", key_spend_counter(self.id), self.credit_budget, _key_budget),
+        )
+
+
+def key_spend_counter(key_id: uuid.UUID) -> str:
+    """The counter of what a key has spent and holds: captured credits plus open holds."""
+    return f"{KEY_SPEND}:{key_id}"
 
 
 def limits_for(plan: Plan, price: Price) -> tuple[Limit, ...]:
@@ -115,9 +152,11 @@ class AdmissionRules:
         amount: int,
         units: int,
         day: str,
+        extra: tuple[Limit, ...] = (),
     ) -> dict[str, list[Any]]:
         """{plan: [refusal or None, [[key, amount, cap, kind, limit index], ...]]}: what the
-        database checks (a refused counter's index comes back in the refusal).
+        database checks (a refused counter's index comes back in the refusal). `extra` limits
+        (an API key's budget) follow the plan's own in every plan's rule.
 
         Member-scoped limits need a member: an admission without one skips them.
         """
@@ -128,21 +167,23 @@ class AdmissionRules:
                 continue
             counters = [
                 [limit.key(workspace_id, user_id, price.name, day), by, limit.cap, limit.kind, i]
-                for i, limit in enumerate(rule.limits)
+                for i, limit in enumerate((*rule.limits, *extra))
                 if (by := _amount(limit, amount, units)) is not None
-                and (limit.scope == "workspace" or user_id is not None)
+                and (limit.scope != "member" or user_id is not None)
             ]
             encoded[name] = [None, counters]
         return encoded
 
-    def refused_limit(self, refusal: str, price: Price, default_plan: Plan) -> Limit | None:
+    def refused_limit(
+        self, refusal: str, price: Price, default_plan: Plan, extra: tuple[Limit, ...] = ()
+    ) -> Limit | None:
         """The limit a "LPC:<plan>:<index>" refusal names."""
         code, _, detail = refusal.partition(":")
         if code != LIMIT:
             return None
         plan_name, _, index = detail.rpartition(":")
         plan = self.plans.get(plan_name) or default_plan
-        return self.for_price(price)[plan.name].limits[int(index)]
+        return (*self.for_price(price)[plan.name].limits, *extra)[int(index)]
 
     def refusal(
         self,
@@ -154,6 +195,7 @@ class AdmissionRules:
         *,
         sizing: Sizing,
         left: int | None = None,
+        extra: tuple[Limit, ...] = (),
     ) -> LipikaError | None:
         """The typed error of a database refusal "<code>:<detail>" (None: not a rule's).
         `left` is what the refused credits counter still had, when the caller read it."""
@@ -161,9 +203,11 @@ class AdmissionRules:
         if code == NOT_IN_PLAN:
             plan = self.plans.get(detail) or default_plan
             return not_in_plan(plan, price)
-        limit = self.refused_limit(refusal, price, default_plan)
+        limit = self.refused_limit(refusal, price, default_plan, extra)
         if limit is not None:
             needed = _amount(limit, amount, units) or 0
+            if limit.scope == "key":
+                return key_budget(limit.cap, needed, left, sizing)
             if limit.kind == "credits":
                 return daily_cap(limit.cap, needed, left, sizing)
             return limit.refusal(limit.cap, needed, price.name)
@@ -246,6 +290,22 @@ def insufficient(needed: int, available: int, sizing: Sizing) -> InsufficientCre
     )
 
 
+def _key_budget(cap: int, needed: int, what: str) -> LipikaError:
+    return key_budget(cap, needed)
+
+
+def key_budget(
+    cap: int, needed: int, left: int | None = None, sizing: Sizing = Sizing()
+) -> LipikaError:
+    room = f"has {format_credits(max(0, left))} left" if left is not None else "is spent"
+    return KeyBudgetExhausted(
+        f"{sizing.holds(needed)}; this API key's budget of {format_credits(cap)} credits "
+        f"{room}; {sizing.fix('use another key or raise its budget')}",
+        budget=cap,
+        needed=needed,
+    )
+
+
 def _daily_cap(cap: int, needed: int, what: str) -> LipikaError:
     return daily_cap(cap, needed)
 
@@ -282,5 +342,8 @@ def credit_counter_caps(
     for key, kind, *_ in counters:
         if kind != "credits":
             continue
-        caps[key] = plan.daily_credit_cap if key.startswith("wsday:") else member_cap_value
+        if key.startswith(f"{KEY_SPEND}:"):
+            caps[key] = None  # grows with the hold; a key's budget is checked at admission only
+        else:
+            caps[key] = plan.daily_credit_cap if key.startswith("wsday:") else member_cap_value
     return caps

@@ -1,17 +1,19 @@
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import Header, Request
+from fastapi import Request, Response
 from starlette.responses import StreamingResponse
 
 from lipika.auth.dependencies import CurrentMember, SettingsDep
 from lipika.billing.dependencies import BillingDep, MeterDep
+from lipika.billing.session import MeteredCall
 from lipika.chat import service
 from lipika.chat.schemas import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
 from lipika.chat.stream import ChatStream
+from lipika.idempotency.dependencies import IdempotencyKeyDep
 from lipika.kit import sse
 from lipika.kit.routing import api_router
+from lipika.ratelimits.dependencies import RateLimitsDep
+from lipika.ratelimits.service import Counted
 
 router = api_router(tags=["chat"])
 
@@ -34,15 +36,30 @@ async def chat_completions(
     meter: MeterDep,
     settings: SettingsDep,
     request: Request,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    response: Response,
+    rate_limits: RateLimitsDep,
+    idempotency_key: IdempotencyKeyDep,
 ) -> ChatCompletion | StreamingResponse:
-    """OpenAI-compatible chat completion, metered: 402 if the most it can cost is not available."""
-    if not body.stream:
-        return await service.complete(body, me, meter, request.state.providers, idempotency_key)
+    """OpenAI-compatible chat completion, metered: 402 if the most it can cost is not available,
+    429 past the plan's requests or tokens per minute."""
     prepared = service.prepare(body, meter, request.state.providers)
-    call = await meter.open_session(
-        me.workspace_id, me.user_id, **service.admission(me, prepared, idempotency_key)
-    )
+    counted = await rate_limits.count(me, service.token_allowance(prepared))
+    if not body.stream:
+        try:
+            completion = await service.complete(body, prepared, me, meter, idempotency_key)
+        except BaseException:
+            await counted.settle(0)
+            raise
+        await counted.settle(completion.usage.total_tokens)
+        response.headers.update(counted.headers())
+        return completion
+    try:
+        call = await meter.open_session(
+            me.workspace_id, me.user_id, **service.admission(me, prepared, idempotency_key)
+        )
+    except BaseException:
+        await counted.settle(0)
+        raise
     stream = ChatStream(
         prepared,
         call,
@@ -50,7 +67,24 @@ async def chat_completions(
         budget=settings.stream_budget_seconds,
     )
     await stream.start(wait=settings.stream_heartbeat_seconds)
-    return sse.EventStream(stream, heartbeat=settings.stream_heartbeat_seconds)
+    events = sse.EventStream(
+        _settling(stream, call, counted), heartbeat=settings.stream_heartbeat_seconds
+    )
+    events.headers.update(counted.headers())
+    return events
+
+
+def _settling(stream: ChatStream, call: MeteredCall, counted: Counted) -> sse.Producer:
+    """The stream, then the rate limits told the tokens it used."""
+
+    async def produce(write: sse.Write) -> None:
+        try:
+            await stream(write)
+        finally:
+            used = call.usage()
+            await counted.settle(used.input_tokens + used.output_tokens)
+
+    return produce
 
 
 @router.get("/v1/models", response_model=ModelList)

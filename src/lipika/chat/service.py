@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from orjson import dumps
 
+from lipika.apikeys.service import key_limits
 from lipika.auth.dependencies import Principal
 from lipika.billing.catalogue import chat_model
 from lipika.billing.meter import Meter, Owner, Settlement
@@ -33,7 +34,15 @@ from lipika.chat.schemas import (
     ToolCallOut,
 )
 from lipika.errors import LipikaError, NotFound
-from lipika.providers.base import ChatProvider, ChatRequest, ChatResult, ProviderError, Usage
+from lipika.idempotency.dependencies import scope_of
+from lipika.providers.base import (
+    ChatProvider,
+    ChatRequest,
+    ChatResult,
+    Message,
+    ProviderError,
+    Usage,
+)
 from lipika.providers.registry import ProviderRegistry
 
 
@@ -80,20 +89,27 @@ def admission(member: Principal, prepared: Prepared, idempotency_key: str | None
         "price": prepared.request.model,
         "max_usage": prepared.max_usage,
         "owner": Owner("chat.request", uuid.uuid4().hex),
-        "idempotency_key": (
-            f"chat:{member.workspace_id}:{idempotency_key}" if idempotency_key else None
-        ),
+        "api_key": key_limits(member),
+        # Scoped as the replay store scopes the key (the workspace and the key or the user):
+        # one caller's key never refuses another's completion.
+        "idempotency_key": f"chat:{scope_of(member)}:{idempotency_key}"
+        if idempotency_key
+        else None,
     }
+
+
+def token_allowance(prepared: Prepared) -> int:
+    """The most tokens a completion may use: what rate limits count at admission."""
+    return prepared.max_usage["input_tokens"] + prepared.max_usage["output_tokens"]
 
 
 async def complete(
     body: ChatCompletionRequest,
+    prepared: Prepared,
     member: Principal,
     meter: Meter,
-    providers: ProviderRegistry,
     idempotency_key: str | None,
 ) -> ChatCompletion:
-    prepared = prepare(body, meter, providers)
     try:
         async with meter.session(
             member.workspace_id, member.user_id, **admission(member, prepared, idempotency_key)

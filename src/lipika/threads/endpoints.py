@@ -9,8 +9,10 @@ from lipika.agent.run import AgentRun
 from lipika.agent.runner import Agent
 from lipika.auth.dependencies import CurrentMember, SettingsDep
 from lipika.db import SessionDep
+from lipika.idempotency.dependencies import Idempotent
 from lipika.kit import sse
 from lipika.kit.routing import api_router
+from lipika.ratelimits.dependencies import RateLimitsDep
 from lipika.threads.leases import RunLeases
 from lipika.threads.schemas import (
     MessageIn,
@@ -47,7 +49,12 @@ async def get_threads(session: SessionDep, agent: AgentDep, leases: LeasesDep) -
 ThreadsDep = Annotated[ThreadService, Depends(get_threads)]
 
 
-@router.post("/v1/threads", response_model=ThreadOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/v1/threads",
+    response_model=ThreadOut,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Idempotent],
+)
 async def create_thread(body: ThreadCreate, me: CurrentMember, threads: ThreadsDep) -> ThreadOut:
     """A new thread in the caller's workspace, private to the caller unless `visibility` is
     `workspace`."""
@@ -101,6 +108,7 @@ async def thread_history(
 @router.post(
     "/v1/threads/{thread_id}/messages",
     response_model=RunOut,
+    dependencies=[Idempotent],
     responses={
         200: {
             "content": {sse.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ThreadEvent"}}},
@@ -119,22 +127,29 @@ async def send_message(
     agent: AgentDep,
     leases: LeasesDep,
     settings: SettingsDep,
+    rate_limits: RateLimitsDep,
+    response: Response,
 ) -> Response | RunOut:
     """Runs the agent on the message with the chosen model and streams the answer as typed
     events (`token`, `tool_start`, `tool_end`, `usage`, then `done` or `error`).
 
     Only the thread's creator sends messages. A refusal before the first step (402 credits,
     403 model not in plan, 429 limits, 409 `run_in_progress` while the thread answers another
-    message) is a plain HTTP error.
+    message) is a plain HTTP error. A message counts as one request against the plan's
+    requests per minute (its steps' tokens are not counted per minute).
     """
+    counted = await rate_limits.count(me, 0)
     accepted = await threads.accept(me, thread_id, body)
     # End the request's transaction (taking the lease) before the run writes the ledger; if
     # the commit fails, the lease was never taken.
     await session.commit()
     run = await start_run(agent, leases, accepted)
     if not body.stream:
+        response.headers.update(counted.headers())
         return await run_to_completion(agent, run)
-    return sse.EventStream(_producer(run), heartbeat=settings.stream_heartbeat_seconds)
+    events = sse.EventStream(_producer(run), heartbeat=settings.stream_heartbeat_seconds)
+    events.headers.update(counted.headers())
+    return events
 
 
 def _producer(run: AgentRun) -> sse.Producer:

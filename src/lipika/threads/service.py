@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lipika.agent.run import AgentRun
 from lipika.agent.runner import Agent, RunRequest
+from lipika.apikeys.service import key_limits
 from lipika.auth.dependencies import Principal
 from lipika.billing.policy import Outcome
 from lipika.db import utcnow
@@ -168,6 +169,7 @@ class ThreadService:
             max_output_tokens=body.max_tokens,
             max_steps=body.max_steps,
             max_credits=max_credits,
+            api_key=key_limits(me),
             run_id=run_id,
         )
         return Accepted(request, RunLease(thread_id, run_id, fence, taken_at))

@@ -9,6 +9,7 @@ from lipika.auth.dependencies import CurrentMember, PathMember, Principal, Setti
 from lipika.auth.repository import AuthRepository
 from lipika.billing.dependencies import BillingDep
 from lipika.db import SessionDep
+from lipika.idempotency.dependencies import Idempotent, IdempotentInPath
 from lipika.kit.routing import api_router
 from lipika.kit.schemas import ListOf
 from lipika.mail.mailer import OutboxDep
@@ -35,7 +36,12 @@ async def list_workspaces(me: CurrentMember, session: SessionDep) -> ListOf[Work
     return ListOf(data=await WorkspaceService(session).list_for_user(me.user_id))
 
 
-@router.post("/v1/workspaces", response_model=WorkspaceOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/v1/workspaces",
+    response_model=WorkspaceOut,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Idempotent],
+)
 async def create_workspace(
     body: WorkspaceCreate, me: CurrentMember, session: SessionDep, billing: BillingDep
 ) -> WorkspaceOut:
@@ -85,6 +91,7 @@ async def remove_member(user_id: uuid.UUID, me: PathMember, session: SessionDep)
     "/v1/workspaces/{workspace_id}/invitations",
     response_model=InvitationOut,
     status_code=status.HTTP_201_CREATED,
+    dependencies=[IdempotentInPath],
 )
 async def invite(
     body: InvitationCreate,
