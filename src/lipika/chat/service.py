@@ -39,7 +39,6 @@ from lipika.providers.base import (
     ChatProvider,
     ChatRequest,
     ChatResult,
-    Message,
     ProviderError,
     Usage,
 )
