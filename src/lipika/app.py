@@ -43,7 +43,11 @@ from lipika.ops.providers import observe_providers
 from lipika.ops.tracing import Tracing
 from lipika.periodic import PeriodicTasks
 from lipika.providers.registry import build_registry
+from lipika.providers.speech import build_transcription_registry
 from lipika.redis import create_redis
+from lipika.speech.endpoints import router as speech_router
+from lipika.speech.service import Draining
+from lipika.speech.tickets import Tickets
 from lipika.threads.endpoints import router as threads_router
 from lipika.threads.leases import RunLeases, register_step_holds
 from lipika.workspaces.endpoints import router as workspaces_router
@@ -103,6 +107,9 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         run_leases.start()
         register_step_holds(meter.resolvers, sessionmaker, settings.run_lease_seconds)
         reconciler = Reconciler(meter, sessionmaker)
+        transcribers = build_transcription_registry(settings)
+        stt_tickets = Tickets(redis, settings.redis_key_prefix, settings.stt_ticket_ttl_seconds)
+        draining = Draining().install()
         mailer = build_mailer(settings)
         periodic = PeriodicTasks()  # each domain registers its periodic work here
         register_reconciliation(periodic, reconciler)
@@ -144,6 +151,9 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
                 "reconciler": reconciler,
                 "mailer": mailer,
                 "periodic": periodic,
+                "transcribers": transcribers,
+                "stt_tickets": stt_tickets,
+                "draining": draining,
             }
         finally:
             if metrics_server is not None:
@@ -151,7 +161,9 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
                 metrics_server.server_close()
             for task in (loop, alarms):
                 await cancel_and_wait(task)
+            draining.uninstall()
             await mailer.aclose()
+            await transcribers.aclose()
             await agent.aclose()  # each stopped run releases its thread ...
             await run_leases.aclose()  # ... and this frees any this process still holds
             await meter.aclose()
@@ -181,6 +193,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         billing_router,
         chat_router,
         threads_router,
+        speech_router,
     )
     for router in routers:
         app.include_router(router)

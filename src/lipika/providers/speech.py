@@ -1,0 +1,28 @@
+"""Which adapter serves which transcription provider of the price book (`stt.*` entries name
+theirs). One line per provider."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from lipika.config import Settings
+from lipika.providers.capabilities import BatchTranscriptionProvider, TranscriptionProvider
+from lipika.providers.demo_speech import DemoTranscriptionProvider
+
+
+@dataclass
+class TranscriptionRegistry:
+    live: Mapping[str, TranscriptionProvider] = field(default_factory=dict)
+    batch: Mapping[str, BatchTranscriptionProvider] = field(default_factory=dict)
+
+    async def aclose(self) -> None:
+        for provider in {*self.live.values(), *self.batch.values()}:
+            await provider.aclose()
+
+
+def build_transcription_registry(settings: Settings) -> TranscriptionRegistry:
+    demo = DemoTranscriptionProvider()
+    live: dict[str, TranscriptionProvider] = {"demo": demo}
+    batch: dict[str, BatchTranscriptionProvider] = {"demo": demo}
+    return TranscriptionRegistry(live, batch)
