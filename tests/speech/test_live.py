@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 
 from tests.speech.audio import RATE, frames, speech_pcm
@@ -39,4 +41,155 @@ async def test_a_session_transcribes_and_charges_the_audio_streamed(
     assert after.held == 0
     finals = got.of("final")
     assert all(a["end"] <= b["start"] + 1e-6 for a, b in zip(finals, finals[1:], strict=False))
+    await books.assert_balanced()
+
+
+async def _stream(ws, audio: bytes, *, pace: float = 0.0, frame: int = FRAME) -> None:
+    for chunk in frames(audio, frame):
+        await ws.send(chunk)
+        if pace:
+            await asyncio.sleep(pace)
+
+
+async def test_a_wallet_that_runs_out_cuts_the_session_at_the_slice_boundary(
+    speech_url, signup, books
+) -> None:
+    """5 s of credits, 2 s slices: the first two slices are held, the third cannot be; the
+    audio is cut at 4 s exactly, the finals stop there, and 4 s are charged."""
+    account = await signup()
+    ws_id = workspace(account)
+    await books.set_available(ws_id, 5 * RATE_MICRO)
+    audio = speech_pcm(repeat=2)  # about 10 s
+    async with live(speech_url, headers=account.headers) as (ws, got, reader):
+        await _stream(ws, audio)
+        await reader
+    error = got.last
+    assert error["type"] == "error" and error["fatal"] is True
+    assert error["error"]["code"] == "insufficient_credits"
+    assert got.close_code == 4402
+    usage = got.of("usage")[0]
+    assert usage["audio_seconds"] == 4.0
+    assert usage["charged_seconds"] == 4
+    assert usage["credits_charged"] == 4 * RATE_MICRO
+    assert max(e["end"] for e in got.of("final")) <= 4.0
+    state = await books.state(ws_id)
+    assert state.available == 1 * RATE_MICRO and state.held == 0
+    [hold] = await books.holds(ws_id)
+    assert hold.captured == 4 * RATE_MICRO and hold.amount == 4 * RATE_MICRO
+    await books.assert_balanced()
+
+
+async def test_no_credits_for_the_first_slice_is_refused_before_any_audio(
+    speech_url, signup, books
+) -> None:
+    account = await signup()
+    ws_id = workspace(account)
+    await books.set_available(ws_id, RATE_MICRO)  # one second; a slice is two
+    async with live(speech_url, headers=account.headers) as (ws, got, reader):
+        await reader
+    assert [e["type"] for e in got.events] == ["error"]
+    assert got.last["error"]["code"] == "insufficient_credits"
+    assert got.close_code == 4402
+    assert await books.holds(ws_id) == []
+    await books.assert_balanced()
+
+
+async def test_idle_session_ends_and_settles_what_was_streamed(speech_url, signup, books) -> None:
+    account = await signup()
+    ws_id = workspace(account)
+    before = await books.state(ws_id)
+    audio = speech_pcm()[: RATE * 2 * 3]  # 3 s, then silence on the wire
+    async with live(speech_url, headers=account.headers) as (ws, got, reader):
+        await _stream(ws, audio)
+        await ws.send('{"type": "keepalive"}')  # not audio: does not keep the session open
+        await asyncio.wait_for(reader, 10)
+    assert got.last == {"type": "done", "reason": "idle_timeout"}
+    assert got.of("usage")[0]["charged_seconds"] == 3
+    assert (await books.state(ws_id)).balance == before.balance - 3 * RATE_MICRO
+    await books.assert_balanced()
+
+
+async def test_the_session_maximum_cuts_the_audio_there(
+    speech_app, speech_url, signup, books
+) -> None:
+    limits = speech_app.lifespan_state["settings"]
+    account = await signup()
+    audio = speech_pcm(repeat=7)  # about 35 s, past the 30 s maximum
+    assert limits.stt_max_session_seconds == 30
+    async with live(speech_url, headers=account.headers) as (ws, got, reader):
+        await _stream(ws, audio, frame=FRAME * 10)
+        await reader
+    assert got.last == {"type": "done", "reason": "max_duration"}
+    assert got.of("usage")[0]["audio_seconds"] == 30.0
+    assert got.of("usage")[0]["charged_seconds"] == 30
+    await books.assert_balanced()
+
+
+async def test_bad_frames_and_messages_get_typed_errors_and_the_session_goes_on(
+    speech_url, signup, books
+) -> None:
+    account = await signup()
+    audio = speech_pcm()[: RATE * 2]
+    async with live(speech_url, headers=account.headers) as (ws, got, reader):
+        await ws.send(b"\x00" * 16_001)  # over the frame limit (and odd)
+        await ws.send(b"\x00\x01\x02")  # not whole samples
+        await ws.send("not json")
+        await ws.send('{"type": "rewind"}')
+        await ws.send("[1, 2]")
+        await _stream(ws, audio)
+        await ws.send('{"type": "finalize"}')
+        await ws.send('{"type": "close"}')
+        await reader
+    errors = [e for e in got.of("error")]
+    assert [e["error"]["code"] for e in errors] == [
+        "frame_too_large",
+        "malformed_frame",
+        "malformed_message",
+        "unknown_control",
+        "unknown_control",
+    ]
+    assert all(e["fatal"] is False for e in errors)
+    assert got.last == {"type": "done", "reason": "closed"}
+    assert got.of("usage")[0]["charged_seconds"] == 1
+    await books.assert_balanced()
+
+
+async def test_finalize_returns_the_final_segment_of_the_audio_so_far(
+    speech_url, signup, books
+) -> None:
+    account = await signup()
+    async with live(speech_url, headers=account.headers) as (ws, got, reader):
+        await _stream(ws, speech_pcm()[: RATE * 2 * 2])  # 2 s: five demo words, not a segment
+        await ws.send('{"type": "finalize"}')
+        for _ in range(100):
+            if got.of("final"):
+                break
+            await asyncio.sleep(0.02)
+        assert got.of("final")[0]["end"] == 2.0
+        await ws.send('{"type": "close"}')
+        await reader
+    await books.assert_balanced()
+
+
+async def test_a_client_faster_than_real_time_is_held_back(settings, signup, books) -> None:
+    """With a lead of 1 s, 3 s of audio sent at once take at least 2 s to be read: the reader
+    stops reading and the client's sends wait (the audio is all charged, none is lost)."""
+    from asgi_lifespan import LifespanManager
+
+    from lipika.app import create_app
+    from tests.fixtures.live import serve
+    from tests.speech.conftest import speech_settings
+
+    account = await signup()
+    app = create_app(speech_settings(settings, stt_max_lead_seconds=1))
+    async with LifespanManager(app) as manager, serve(manager.app) as url:
+        loop = asyncio.get_running_loop()
+        async with live(url.replace("http", "ws"), headers=account.headers) as (ws, got, reader):
+            started = loop.time()
+            await _stream(ws, speech_pcm()[: RATE * 2 * 3])
+            await ws.send('{"type": "close"}')
+            await reader
+            elapsed = loop.time() - started
+    assert elapsed >= 2.0  # a floor set by the pacing, not a speed measurement
+    assert got.of("usage")[0]["audio_seconds"] == 3.0
     await books.assert_balanced()

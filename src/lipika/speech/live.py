@@ -38,7 +38,7 @@ from lipika.billing.meter import Settlement
 from lipika.billing.policy import Outcome
 from lipika.billing.session import MeteredCall
 from lipika.errors import LipikaError
-from lipika.kit.audio import LiveDecoder, UnreadableAudio, pcm_seconds
+from lipika.kit.audio import SAMPLE_WIDTH, LiveDecoder, UnreadableAudio
 from lipika.providers.base import ProviderError, ProviderTimeout
 from lipika.providers.capabilities import (
     PCM16,
@@ -106,8 +106,8 @@ class LiveSession:
     metrics: SessionMetrics = field(default_factory=SessionMetrics)
     sku: str = ""
     # -- counted as the session runs ---------------------------------------------------------
-    covered: float = 0.0  # audio seconds the hold covers
-    sent: float = 0.0  # audio seconds handed to the provider (our measurement)
+    covered: int = 0  # audio seconds the hold covers
+    sent_samples: int = 0  # audio handed to the provider (our measurement), in samples
     reported: float | None = None  # the provider's own count, when it gave one
     delivered_final_end: float = 0.0  # where the last final segment delivered to the client ends
     refusal: LipikaError | None = None
@@ -119,7 +119,12 @@ class LiveSession:
     _gone_code: int | None = None
 
     def __post_init__(self) -> None:
-        self.covered = float(self.limits.slice_seconds)
+        self.covered = self.limits.slice_seconds
+
+    @property
+    def sent(self) -> float:
+        """Audio seconds handed to the provider."""
+        return self.sent_samples / self.options.sample_rate
 
     # -- the whole session -------------------------------------------------------------------
 
@@ -227,7 +232,7 @@ class LiveSession:
             seconds = min(self.reported, self.sent)
         else:
             seconds = self.sent
-        return min(math.ceil(round(seconds, 6)), math.floor(self.covered))
+        return min(math.ceil(round(seconds, 6)), self.covered)
 
     async def _settle(self, outcome: Outcome) -> Settlement:
         usage = {"audio_seconds": self.charged_seconds(outcome)}
@@ -236,26 +241,34 @@ class LiveSession:
         self.metrics.ended(self.sku, outcome.value)
         return settlement
 
-    def _note_sent(self, seconds: float) -> None:
+    def _note_sent(self, samples: int) -> None:
         before = math.ceil(self.sent)
-        self.sent += seconds
-        self.metrics.audio(self.sku, seconds)
+        self.sent_samples += samples
+        self.metrics.audio(self.sku, samples / self.options.sample_rate)
         if math.ceil(self.sent) != before:  # what a cancellation would charge (the session)
-            self.call.report_units({"audio_seconds": min(math.ceil(self.sent), int(self.covered))})
+            self.call.report_units({"audio_seconds": min(math.ceil(self.sent), self.covered)})
 
-    async def _allow(self, seconds: float) -> float:
-        """How much of the next `seconds` of audio may be sent: the hold grows a slice when the
-        audio passes what it covers; a refusal (or the session's maximum) cuts it there."""
-        room = self.limits.max_seconds - self.sent
-        allowed = min(seconds, room)
-        while self.sent + allowed > self.covered + 1e-9:
+    async def _allow(self, samples: int) -> int:
+        """How many of the next `samples` may be sent: the hold grows a slice when the audio
+        passes what it covers; a refusal (or the session's maximum) cuts it exactly there."""
+        rate = self.options.sample_rate
+        allowed = min(samples, self.limits.max_seconds * rate - self.sent_samples)
+        while self.sent_samples + allowed > self.covered * rate:
             try:
                 await self.call.extend({"audio_seconds": self.limits.slice_seconds})
             except LipikaError as exc:
                 self.refusal = exc
-                return max(0.0, self.covered - self.sent)
+                return max(0, self.covered * rate - self.sent_samples)
             self.covered += self.limits.slice_seconds
         return allowed
+
+    @property
+    def _at_the_end(self) -> End | None:
+        if self.refusal is not None:
+            return End.REFUSED
+        if self.sent_samples >= self.limits.max_seconds * self.options.sample_rate:
+            return End.MAX_DURATION
+        return None
 
     # -- client to provider ------------------------------------------------------------------
 
@@ -309,18 +322,13 @@ class LiveSession:
         return await self._forward_encoded(frame)
 
     async def _forward_pcm(self, pcm: bytes) -> End | None:
-        seconds = pcm_seconds(len(pcm), self.options.sample_rate)
-        allowed = await self._allow(seconds)
-        if allowed < seconds:
-            pcm = pcm[: int(round(allowed * self.options.sample_rate)) * 2]
-            allowed = pcm_seconds(len(pcm), self.options.sample_rate)
+        allowed = await self._allow(len(pcm) // SAMPLE_WIDTH)
+        pcm = pcm[: allowed * SAMPLE_WIDTH]
         if pcm:
             await self.upstream.send(pcm)
             self._note_sent(allowed)
-        if self.refusal is not None:
-            return End.REFUSED
-        if self.sent >= self.limits.max_seconds:
-            return End.MAX_DURATION
+        if (end := self._at_the_end) is not None:
+            return end
         await self._pace()
         return None
 
@@ -343,18 +351,13 @@ class LiveSession:
                 return End.REFUSED
             if pcm is None:
                 return None
-            seconds = pcm_seconds(len(pcm), self.options.sample_rate)
-            allowed = await self._allow(seconds)
-            if allowed < seconds:
-                pcm = pcm[: int(round(allowed * self.options.sample_rate)) * 2]
-                allowed = pcm_seconds(len(pcm), self.options.sample_rate)
+            allowed = await self._allow(len(pcm) // SAMPLE_WIDTH)
+            pcm = pcm[: allowed * SAMPLE_WIDTH]
             if pcm and not self.provider_takes_format:
                 await self.upstream.send(pcm)
             self._note_sent(allowed)
-            if self.refusal is not None:
-                return End.REFUSED
-            if self.sent >= self.limits.max_seconds:
-                return End.MAX_DURATION
+            if (end := self._at_the_end) is not None:
+                return end
             await self._pace()
 
     async def _pace(self) -> None:
