@@ -52,17 +52,24 @@ async def test_credentials_in_the_url_are_refused_unread(speech_url, signup) -> 
     assert (code, close) == ("credentials_in_url", 4400)
 
 
-async def test_another_workspace_is_not_found(speech_url, client: httpx.AsyncClient, signup, books) -> None:
+async def test_another_workspace_is_not_found(
+    speech_url, client: httpx.AsyncClient, signup, books
+) -> None:
     owner, outsider = await signup("owner"), await signup("outsider")
     made = await client.post("/v1/workspaces", json={"name": "Target"}, headers=owner.headers)
     target = made.json()["id"]
-    key = (await client.post("/v1/api-keys", json={"name": "k"}, headers=outsider.headers)).json()["key"]
+    key = (await client.post("/v1/api-keys", json={"name": "k"}, headers=outsider.headers)).json()[
+        "key"
+    ]
     for headers in (
         {**outsider.headers, "X-Workspace-Id": target},
         {"Authorization": f"Bearer {key}", "X-Workspace-Id": target},
     ):
         assert await _refused(speech_url, headers=headers) == ("not_found", 4404)
-    assert await _refused(speech_url, f"?workspace_id={target}", headers=outsider.headers) == ("not_found", 4404)
+    assert await _refused(speech_url, f"?workspace_id={target}", headers=outsider.headers) == (
+        "not_found",
+        4404,
+    )
     # Nor is a ticket issued for it.
     issued = await client.post(
         "/v1/audio/transcriptions/sessions", headers={**outsider.headers, "X-Workspace-Id": target}
@@ -72,7 +79,9 @@ async def test_another_workspace_is_not_found(speech_url, client: httpx.AsyncCli
     assert await books.holds(uuid.UUID(target)) == []
 
 
-async def test_a_ticket_opens_one_session_once(speech_url, speech_client: httpx.AsyncClient, signup, books) -> None:
+async def test_a_ticket_opens_one_session_once(
+    speech_url, speech_client: httpx.AsyncClient, signup, books
+) -> None:
     account = await signup()
     issued = await speech_client.post("/v1/audio/transcriptions/sessions", headers=account.headers)
     assert issued.status_code == 201, issued.text
@@ -85,17 +94,30 @@ async def test_a_ticket_opens_one_session_once(speech_url, speech_client: httpx.
     await books.assert_balanced()
 
 
-async def test_a_ticket_for_another_workspace_is_refused(speech_url, speech_client, client, signup) -> None:
+async def test_a_ticket_for_another_workspace_is_refused(
+    speech_url, speech_client, client, signup
+) -> None:
     owner, outsider = await signup("owner"), await signup("outsider")
-    target = (await client.post("/v1/workspaces", json={"name": "T"}, headers=owner.headers)).json()["id"]
-    ticket = (await speech_client.post("/v1/audio/transcriptions/sessions", headers=outsider.headers)).json()["ticket"]
-    assert await _refused(speech_url, f"?ticket={ticket}&workspace_id={target}") == ("invalid_ticket", 4401)
+    target = (
+        await client.post("/v1/workspaces", json={"name": "T"}, headers=owner.headers)
+    ).json()["id"]
+    ticket = (
+        await speech_client.post("/v1/audio/transcriptions/sessions", headers=outsider.headers)
+    ).json()["ticket"]
+    assert await _refused(speech_url, f"?ticket={ticket}&workspace_id={target}") == (
+        "invalid_ticket",
+        4401,
+    )
 
 
-async def test_the_bearer_subprotocol_and_an_api_key_header_open_sessions(speech_url, client, signup, books) -> None:
+async def test_the_bearer_subprotocol_and_an_api_key_header_open_sessions(
+    speech_url, client, signup, books
+) -> None:
     account = await signup()
     await _opens(speech_url, subprotocols=[SUBPROTOCOL, f"bearer.{account.access_token}"])
-    key = (await client.post("/v1/api-keys", json={"name": "k"}, headers=account.headers)).json()["key"]
+    key = (await client.post("/v1/api-keys", json={"name": "k"}, headers=account.headers)).json()[
+        "key"
+    ]
     await _opens(speech_url, headers={"Authorization": f"Bearer {key}"})
     await books.assert_balanced()
 

@@ -273,6 +273,13 @@ class LiveSession:
     # -- client to provider ------------------------------------------------------------------
 
     async def _read_client(self) -> End:
+        end = await self._read_until_the_end()
+        if end in (End.CLOSED, End.IDLE) and self._decoder is not None:
+            self._decoder.end()  # what is still being decoded is sent and counted too
+            return await self._decoded(wait=None) or end
+        return end
+
+    async def _read_until_the_end(self) -> End:
         while True:
             message = await self._receive()
             if message is None:
@@ -339,9 +346,15 @@ class LiveSession:
         self._decoder.feed(frame)
         if self.provider_takes_format:
             await self.upstream.send(frame)
-        while True:  # the PCM decoded so far (the decoder runs a little behind)
+        return await self._decoded(wait=0.05)
+
+    async def _decoded(self, wait: float | None) -> End | None:
+        """Sends and counts the PCM decoded so far (the decoder runs a little behind its
+        input): what comes within `wait` seconds, or (None) all of it, to the stream's end."""
+        assert self._decoder is not None
+        while True:
             try:
-                async with asyncio.timeout(0.05):
+                async with asyncio.timeout(wait):
                     pcm = await self._decoder.pcm()
             except TimeoutError:
                 return None
