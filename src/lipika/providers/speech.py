@@ -6,8 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from pydantic import SecretStr
+
 from lipika.config import Settings
 from lipika.providers.capabilities import BatchTranscriptionProvider, TranscriptionProvider
+from lipika.providers.deepgram import DeepgramProvider
 from lipika.providers.demo_speech import DemoTranscriptionProvider
 
 
@@ -23,6 +26,17 @@ class TranscriptionRegistry:
 
 def build_transcription_registry(settings: Settings) -> TranscriptionRegistry:
     demo = DemoTranscriptionProvider()
-    live: dict[str, TranscriptionProvider] = {"demo": demo}
+    live: dict[str, TranscriptionProvider] = {
+        "demo": demo,
+        "deepgram": DeepgramProvider(
+            _secret(settings.deepgram_api_key),
+            settings.deepgram_base_url,
+            settings.provider_timeout_seconds,
+        ),
+    }
     batch: dict[str, BatchTranscriptionProvider] = {"demo": demo}
     return TranscriptionRegistry(live, batch)
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value else None

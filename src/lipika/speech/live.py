@@ -411,7 +411,9 @@ class LiveSession:
     async def _relay_events(self) -> None:
         async for event in self.upstream.events():
             if isinstance(event, Transcript):
-                if not event.text and not event.final:
+                if not event.text:  # silence: nothing to show, but a final still covers it
+                    if event.final:
+                        self.delivered_final_end = max(self.delivered_final_end, event.end)
                     continue
                 await self._send(
                     {
