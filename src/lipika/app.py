@@ -45,6 +45,7 @@ from lipika.periodic import PeriodicTasks
 from lipika.providers.registry import build_registry
 from lipika.providers.speech import build_transcription_registry
 from lipika.redis import create_redis
+from lipika.speech.endpoints import TRANSCRIPTIONS_PATH, UPLOAD_FORM_OVERHEAD
 from lipika.speech.endpoints import router as speech_router
 from lipika.speech.service import Draining
 from lipika.speech.tickets import Tickets
@@ -198,7 +199,12 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
     for router in routers:
         app.include_router(router)
     app.add_middleware(GZipExceptStreams, streams=STREAM_PATHS)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        # a file upload: the file's own limit is checked by its route, this one bounds the form
+        by_path={TRANSCRIPTIONS_PATH: settings.stt_max_upload_bytes + UPLOAD_FORM_OVERHEAD},
+    )
     origins, origin_regex = settings.cors_allowed
     app.add_middleware(
         CORSMiddleware,

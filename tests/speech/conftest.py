@@ -34,6 +34,7 @@ def speech_settings(settings: Settings, **overrides: Any) -> Settings:
         "stt_close_timeout_seconds": 3,
         "stt_max_session_seconds": 30,
         "stt_max_frame_bytes": 16_000,
+        "stt_max_upload_bytes": 300_000,
         **overrides,
     }
     return Settings(**values, _env_file=None)
