@@ -12,6 +12,7 @@ from lipika.config import Settings
 from lipika.providers.capabilities import BatchTranscriptionProvider, TranscriptionProvider
 from lipika.providers.deepgram import DeepgramProvider
 from lipika.providers.demo_speech import DemoTranscriptionProvider
+from lipika.providers.openai_speech import OpenAISpeechProvider
 
 
 @dataclass
@@ -26,6 +27,12 @@ class TranscriptionRegistry:
 
 def build_transcription_registry(settings: Settings) -> TranscriptionRegistry:
     demo = DemoTranscriptionProvider()
+    openai = OpenAISpeechProvider(
+        _secret(settings.openai_api_key),
+        settings.openai_base_url,
+        settings.provider_timeout_seconds,
+        settings.provider_max_retries,
+    )
     live: dict[str, TranscriptionProvider] = {
         "demo": demo,
         "deepgram": DeepgramProvider(
@@ -33,8 +40,9 @@ def build_transcription_registry(settings: Settings) -> TranscriptionRegistry:
             settings.deepgram_base_url,
             settings.provider_timeout_seconds,
         ),
+        "openai": openai,
     }
-    batch: dict[str, BatchTranscriptionProvider] = {"demo": demo}
+    batch: dict[str, BatchTranscriptionProvider] = {"demo": demo, "openai": openai}
     return TranscriptionRegistry(live, batch)
 
 

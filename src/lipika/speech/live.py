@@ -163,6 +163,8 @@ class LiveSession:
         if reader.exception() is not None:
             exc = reader.exception()
             if isinstance(exc, ProviderError):
+                # What the provider sent before it failed is still relayed (and charged).
+                await asyncio.wait({writer}, timeout=self.limits.close_timeout)
                 writer.cancel()
                 await self._provider_failed(None, exc)
                 return
@@ -255,7 +257,9 @@ class LiveSession:
         allowed = min(samples, self.limits.max_seconds * rate - self.sent_samples)
         while self.sent_samples + allowed > self.covered * rate:
             try:
-                await self.call.extend({"audio_seconds": self.limits.slice_seconds})
+                # Shielded: a session ended while it grows its hold (the provider dropped) must
+                # not cut the ledger's transaction short; the hold is settled after it anyway.
+                await asyncio.shield(self.call.extend({"audio_seconds": self.limits.slice_seconds}))
             except LipikaError as exc:
                 self.refusal = exc
                 return max(0, self.covered * rate - self.sent_samples)
