@@ -193,3 +193,35 @@ async def test_a_client_faster_than_real_time_is_held_back(settings, signup, boo
     assert elapsed >= 2.0  # a floor set by the pacing, not a speed measurement
     assert got.of("usage")[0]["audio_seconds"] == 3.0
     await books.assert_balanced()
+
+
+async def test_metrics_count_sessions_audio_and_open_websockets(
+    speech_client, speech_url, signup, books
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async def sample(name: str, **labels: str) -> float:
+        text = (await speech_client.get("/metrics")).text
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                    return s.value
+        return 0.0
+
+    account = await signup()
+    sessions = await sample("lipika_speech_sessions_total", model="stt.demo", outcome="success")
+    audio = await sample("lipika_speech_audio_seconds_total", model="stt.demo")
+    async with live(speech_url, headers=account.headers) as (ws, got, reader):
+        await ws.send(b"\x00\x00" * 8_000)  # 0.5 s
+        while not got.events:
+            await asyncio.sleep(0.01)
+        assert await sample("lipika_open_streams", kind="websocket") == 1
+        await ws.send('{"type": "close"}')
+        await reader
+    assert await sample("lipika_open_streams", kind="websocket") == 0
+    assert (
+        await sample("lipika_speech_sessions_total", model="stt.demo", outcome="success")
+        == sessions + 1
+    )
+    assert await sample("lipika_speech_audio_seconds_total", model="stt.demo") == audio + 0.5
+    await books.assert_balanced()

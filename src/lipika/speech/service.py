@@ -186,15 +186,8 @@ async def serve_live(socket: WebSocket) -> None:
     except LipikaError as exc:
         await refuse(socket, subprotocol, exc)
         return
-    await socket.accept(subprotocol=subprotocol)
-    metrics = getattr(state, "metrics", None)
-    if metrics is not None:
-        metrics.open_streams.labels("websocket").inc()
-    try:
-        await _run(socket, settings, meter, principal, price, provider, options, model)
-    finally:
-        if metrics is not None:
-            metrics.open_streams.labels("websocket").dec()
+    await socket.accept(subprotocol=subprotocol)  # counted open by the request middleware
+    await _run(socket, settings, meter, principal, price, provider, options, model)
 
 
 async def refuse(socket: WebSocket, subprotocol: str | None, error: LipikaError) -> None:
