@@ -7,6 +7,7 @@ import asyncio
 
 import orjson
 
+from lipika.billing.policy import Outcome
 from tests.speech.audio import RATE, frames, speech_pcm
 from tests.speech.conftest import RATE_MICRO, live, workspace
 
@@ -224,4 +225,43 @@ async def test_metrics_count_sessions_audio_and_open_websockets(
         == sessions + 1
     )
     assert await sample("lipika_speech_audio_seconds_total", model="stt.demo") == audio + 0.5
+    await books.assert_balanced()
+
+
+async def test_a_session_keeps_its_hold_alive_when_audio_trickles(books) -> None:
+    """A hold past half its lifetime is renewed, at no cost, before more audio is sent (so
+    reconciliation never releases a running session's hold)."""
+    from datetime import timedelta
+
+    from lipika.billing.meter import Owner
+    from lipika.providers.capabilities import TranscriptionOptions
+    from lipika.speech.live import Limits, LiveSession
+
+    ws_id = await books.new_wallet()
+    call = await books.meter.open_session(
+        ws_id,
+        None,
+        operation="stt.live",
+        price="stt.demo",
+        max_usage={"audio_seconds": 2},
+        owner=Owner("stt.session", "trickle"),
+        ttl=timedelta(seconds=4),
+    )
+    async with call:
+        session = LiveSession(
+            socket=None,  # type: ignore[arg-type]  (only the metering is exercised)
+            call=call,
+            upstream=None,  # type: ignore[arg-type]
+            options=TranscriptionOptions(model="demo"),
+            limits=Limits(2, 30, 30, 64_000, 5, 3),
+            provider_takes_format=False,
+        )
+        first = (await books.hold(call.ticket.hold_id)).expires_at
+        assert await session._allow(RATE // 2) == RATE // 2  # fresh: nothing renewed
+        assert (await books.hold(call.ticket.hold_id)).expires_at == first
+        await asyncio.sleep(2.2)
+        assert await session._allow(RATE // 2) == RATE // 2
+        hold = await books.hold(call.ticket.hold_id)
+        assert hold.expires_at > first and hold.amount == 2 * RATE_MICRO
+        await call.settle(Outcome.SUCCESS, usage={"audio_seconds": 1})
     await books.assert_balanced()

@@ -28,6 +28,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, timedelta
 from typing import Any
 
 import orjson
@@ -37,6 +38,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from lipika.billing.meter import Settlement
 from lipika.billing.policy import Outcome
 from lipika.billing.session import MeteredCall
+from lipika.db import utcnow
 from lipika.errors import LipikaError
 from lipika.kit.audio import SAMPLE_WIDTH, LiveDecoder, UnreadableAudio
 from lipika.providers.base import ProviderError, ProviderTimeout
@@ -117,9 +119,19 @@ class LiveSession:
     _send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _decoder: LiveDecoder | None = None
     _gone_code: int | None = None
+    _renew_margin: timedelta = timedelta(0)
 
     def __post_init__(self) -> None:
         self.covered = self.limits.slice_seconds
+        # A hold with less than half its lifetime left is renewed (extended by nothing), so
+        # reconciliation never releases the hold of a session that is still running.
+        self._renew_margin = self._time_left() / 2
+
+    def _time_left(self) -> timedelta:
+        expires = self.call.ticket.expires_at
+        if expires.tzinfo is None:  # SQLite hands datetimes back naive (they are UTC)
+            expires = expires.replace(tzinfo=UTC)
+        return expires - utcnow()
 
     @property
     def sent(self) -> float:
@@ -255,6 +267,10 @@ class LiveSession:
         passes what it covers; a refusal (or the session's maximum) cuts it exactly there."""
         rate = self.options.sample_rate
         allowed = min(samples, self.limits.max_seconds * rate - self.sent_samples)
+        if self._time_left() < self._renew_margin:
+            # audio trickling in slower than real time: keep the hold alive, at no cost
+            with contextlib.suppress(LipikaError):
+                await asyncio.shield(self.call.extend({"audio_seconds": 0}))
         while self.sent_samples + allowed > self.covered * rate:
             try:
                 # Shielded: a session ended while it grows its hold (the provider dropped) must

@@ -69,6 +69,7 @@ class Draining:
 
     is_set: bool = False
     _previous: dict[int, Any] = field(default_factory=dict)
+    _ours: dict[int, Any] = field(default_factory=dict)
 
     def __call__(self) -> bool:
         return self.is_set
@@ -78,7 +79,8 @@ class Draining:
             with contextlib.suppress(ValueError):  # not the main thread (a test's app)
                 previous = signal.getsignal(sig)
                 self._previous[sig] = previous
-                signal.signal(sig, self._noted(previous))
+                self._ours[sig] = self._noted(previous)
+                signal.signal(sig, self._ours[sig])
         return self
 
     def _noted(self, previous: Any) -> Callable[[int, FrameType | None], None]:
@@ -92,8 +94,10 @@ class Draining:
     def uninstall(self) -> None:
         for sig, previous in self._previous.items():
             with contextlib.suppress(ValueError, TypeError):
-                signal.signal(sig, previous)
+                if signal.getsignal(sig) is self._ours.get(sig):  # not replaced since
+                    signal.signal(sig, previous)
         self._previous.clear()
+        self._ours.clear()
 
 
 def limits_of(settings: Settings) -> Limits:
