@@ -51,9 +51,10 @@ models = ["*"]
 """
 
 
-def serve(port: int) -> None:
+def serve(port: int, pin: bool) -> None:
     """The server process: the app with the demo transcriber echoing every frame."""
-    os.sched_setaffinity(0, {0})
+    if pin:
+        os.sched_setaffinity(0, {0})
     import uvicorn
 
     from lipika import app as application
@@ -196,19 +197,28 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--no-pin", action="store_true", help="leave both processes unpinned")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve)
+        serve(args.serve, pin=not args.no_pin)
         return 0
-    os.sched_setaffinity(0, {1})
+    if not args.no_pin:
+        os.sched_setaffinity(0, {1})
     with tempfile.TemporaryDirectory() as tmp:
         env = environment(args.backend, Path(tmp))
         settings = settings_for(env)
         key = asyncio.run(create_account(settings))
         port = 20000 + secrets.randbelow(20000)
         server = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(port)], env={**os.environ, **env}
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                str(port),
+                *(["--no-pin"] if args.no_pin else []),
+            ],
+            env={**os.environ, **env},
         )
         try:
             deadline = time.monotonic() + 30
