@@ -265,3 +265,39 @@ async def test_a_session_keeps_its_hold_alive_when_audio_trickles(books) -> None
         assert hold.expires_at > first and hold.amount == 2 * RATE_MICRO
         await call.settle(Outcome.SUCCESS, usage={"audio_seconds": 1})
     await books.assert_balanced()
+
+
+async def test_concurrent_sessions_on_one_wallet_never_spend_more_than_it_holds(
+    speech_url, signup, books
+) -> None:
+    """Three sessions at once on 8 s of credits, 2 s slices: the three admissions hold 6 s, so
+    exactly one of the racing extensions wins the last 2 s; every session is cut at its
+    boundary and together they are charged the 8 s, no more."""
+    account = await signup()
+    ws_id = workspace(account)
+    await books.set_available(ws_id, 8 * RATE_MICRO)
+    audio = speech_pcm()  # 5 s each
+
+    all_admitted = asyncio.Barrier(3)
+
+    async def one() -> dict:
+        async with live(speech_url, headers=account.headers) as (ws, got, reader):
+            while not got.events:
+                await asyncio.sleep(0.01)
+            assert got.events[0]["type"] == "ready"
+            await all_admitted.wait()  # then they race for the last slice
+            for chunk in frames(audio, FRAME * 5):
+                try:
+                    await ws.send(chunk)
+                except Exception:
+                    break
+            await reader
+        return got
+
+    sessions = await asyncio.gather(one(), one(), one())
+    charged = sorted(s.of("usage")[0]["charged_seconds"] for s in sessions)
+    assert charged == [2, 2, 4]
+    assert all(s.last["error"]["code"] == "insufficient_credits" for s in sessions)
+    state = await books.state(ws_id)
+    assert state.available == 0 and state.held == 0
+    await books.assert_balanced()
