@@ -184,3 +184,34 @@ async def test_a_broken_webm_stream_is_a_typed_error(speech_url, signup, books) 
     assert "unreadable_audio" in codes
     assert got.close_code == 4400
     await books.assert_balanced()
+
+
+async def test_our_own_failure_mid_session_is_a_typed_error_and_free(
+    speech_app, speech_url, signup, books
+) -> None:
+    """A bug or an outage on our side mid-session: an `internal_error` event, close 1011, and
+    the session is free (charge policy: `internal_error`)."""
+    account = await signup()
+    ws_id = workspace(account)
+    before = await books.state(ws_id)
+
+    class _Breaks(DemoTranscriptionSession):
+        async def finalize(self) -> None:
+            raise RuntimeError("a bug of ours")
+
+    class _Broken(DemoTranscriptionProvider):
+        async def open(self, options):
+            return _Breaks(options, 0.4, 8)
+
+    async with provider_swapped(speech_app, _Broken()):
+        async with live(speech_url, headers=account.headers) as (ws, got, reader):
+            for chunk in frames(speech_pcm()[: RATE * 2], FRAME):
+                await ws.send(chunk)
+            await ws.send('{"type": "finalize"}')
+            await reader
+    assert got.last["type"] == "error" and got.last["error"]["code"] == "internal_error"
+    assert got.close_code == 1011
+    [hold] = await books.holds(ws_id)
+    assert hold.outcome == Outcome.INTERNAL_ERROR.value
+    assert (await books.state(ws_id)).balance == before.balance
+    await books.assert_balanced()

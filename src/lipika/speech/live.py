@@ -39,7 +39,7 @@ from lipika.billing.meter import Settlement
 from lipika.billing.policy import Outcome
 from lipika.billing.session import MeteredCall
 from lipika.db import utcnow
-from lipika.errors import LipikaError
+from lipika.errors import LipikaError, ServiceUnavailable, is_outage
 from lipika.kit.audio import SAMPLE_WIDTH, LiveDecoder, UnreadableAudio
 from lipika.providers.base import ProviderError, ProviderTimeout
 from lipika.providers.capabilities import (
@@ -158,6 +158,17 @@ class LiveSession:
             reader = asyncio.create_task(self._read_client(), name="stt-reader")
             try:
                 await self._until_the_end(reader, writer)
+            except Exception as exc:  # ours (a database outage...): free, by the charge policy
+                log.exception("speech session failed", model=self.sku)
+                failure = (
+                    ServiceUnavailable("a service this session needs is unavailable; retry")
+                    if is_outage(exc)
+                    else LipikaError("the session failed on our side", code="internal_error")
+                )
+                failure.type = "api_error"
+                with contextlib.suppress(Exception):  # else the hold waits for reconciliation
+                    await self.call.settle(Outcome.INTERNAL_ERROR)
+                await self._finish(error_event(failure, fatal=True), FAILED_CLOSE)
             finally:
                 for task in (reader, writer):
                     task.cancel()

@@ -24,7 +24,7 @@ from lipika.billing.meter import Meter, Owner
 from lipika.billing.pricebook import Price
 from lipika.billing.session import outcome_of
 from lipika.config import Settings
-from lipika.errors import LipikaError, Unauthorized
+from lipika.errors import LipikaError, ServiceUnavailable, Unauthorized, is_outage
 from lipika.providers.base import ProviderError
 from lipika.providers.capabilities import TranscriptionOptions, TranscriptionProvider
 from lipika.providers.speech import TranscriptionRegistry
@@ -189,6 +189,12 @@ async def serve_live(socket: WebSocket) -> None:
         price, provider = speech_model(meter.price_book.get, registry.live, model)
     except LipikaError as exc:
         await refuse(socket, subprotocol, exc)
+        return
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        log.error("dependency_unavailable", error=repr(exc))
+        await refuse(socket, subprotocol, ServiceUnavailable("a service is unavailable; retry"))
         return
     await socket.accept(subprotocol=subprotocol)  # counted open by the request middleware
     await _run(socket, settings, meter, principal, price, provider, options, model)
