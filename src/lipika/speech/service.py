@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from pydantic import ValidationError
@@ -26,7 +26,11 @@ from lipika.billing.session import outcome_of
 from lipika.config import Settings
 from lipika.errors import LipikaError, ServiceUnavailable, Unauthorized, is_outage
 from lipika.providers.base import ProviderError
-from lipika.providers.capabilities import TranscriptionOptions, TranscriptionProvider
+from lipika.providers.capabilities import (
+    BatchTranscriptionProvider,
+    TranscriptionOptions,
+    TranscriptionProvider,
+)
 from lipika.providers.speech import TranscriptionRegistry
 from lipika.speech.errors import (
     CredentialsInURL,
@@ -47,6 +51,8 @@ from lipika.speech.live import (
 from lipika.speech.schemas import LiveOptions
 
 log = structlog.get_logger()
+
+P = TypeVar("P", TranscriptionProvider, BatchTranscriptionProvider)
 
 SUBPROTOCOL = "lipika.v1"
 BEARER_SUBPROTOCOL = "bearer."
@@ -113,9 +119,9 @@ def limits_of(settings: Settings) -> Limits:
 
 def speech_model(
     price_book_get: Callable[[str], Price | None],
-    providers: Mapping[str, Any],
+    providers: Mapping[str, P],
     model: str,
-) -> tuple[Price, Any]:
+) -> tuple[Price, P]:
     """The `stt.<model>` price and the adapter that serves it: 404 if the price book has no
     such speech model, 503 if its provider is not configured on this server."""
     price = price_book_get(f"stt.{model}")
