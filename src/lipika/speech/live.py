@@ -191,13 +191,17 @@ class LiveSession:
                 writer.cancel()
                 await self._provider_failed(None, exc)
                 return
+            if isinstance(exc, _ClientGone):  # a write to it failed: it is gone
+                writer.cancel()
+                await self.upstream.abort()
+                await self._settle(self._gone_outcome())
+                return
             raise exc  # type: ignore[misc]  (the metering session settles it)
         end = reader.result()
         if end is End.GONE:
             writer.cancel()
             await self.upstream.abort()
-            shutdown = self.draining() or self._gone_code == SERVICE_RESTART
-            await self._settle(Outcome.SERVER_SHUTDOWN if shutdown else Outcome.CLIENT_DISCONNECT)
+            await self._settle(self._gone_outcome())
             return
         # A graceful end: the provider flushes its last finals and usage, the writer relays them.
         try:
@@ -211,7 +215,7 @@ class LiveSession:
             await self._provider_failed(None, exc)
             return
         except _ClientGone:
-            await self._settle(Outcome.CLIENT_DISCONNECT)
+            await self._settle(self._gone_outcome())
             return
         settlement = await self._settle(Outcome.SUCCESS)
         await self._usage(settlement)
@@ -220,6 +224,12 @@ class LiveSession:
         else:
             await self._finish({"type": "done", "reason": end.value}, NORMAL_CLOSE)
 
+    def _gone_outcome(self) -> Outcome:
+        """The client's socket closed: the server's shutdown (1012, or a SIGTERM noted), or the
+        client leaving."""
+        shutdown = self.draining() or self._gone_code == SERVICE_RESTART
+        return Outcome.SERVER_SHUTDOWN if shutdown else Outcome.CLIENT_DISCONNECT
+
     async def _provider_failed(
         self, writer: asyncio.Task[None] | None, exc: BaseException | None = None
     ) -> None:
@@ -227,7 +237,7 @@ class LiveSession:
             exc = writer.exception() if not writer.cancelled() else None
             if isinstance(exc, _ClientGone):
                 await self.upstream.abort()
-                await self._settle(Outcome.CLIENT_DISCONNECT)
+                await self._settle(self._gone_outcome())
                 return
             if exc is None:  # the provider ended the session without being asked to
                 exc = ProviderError("the provider ended the session")
