@@ -44,8 +44,13 @@ from lipika.ops.providers import observe_providers
 from lipika.ops.tracing import Tracing
 from lipika.periodic import PeriodicTasks, lock_name
 from lipika.providers.registry import build_registry
+from lipika.providers.speech import build_transcription_registry
 from lipika.ratelimits.service import PlanRateLimits
 from lipika.redis import create_redis
+from lipika.speech.endpoints import TRANSCRIPTIONS_PATH, UPLOAD_FORM_OVERHEAD
+from lipika.speech.endpoints import router as speech_router
+from lipika.speech.service import Draining
+from lipika.speech.tickets import Tickets
 from lipika.threads.endpoints import router as threads_router
 from lipika.threads.leases import RunLeases, register_step_holds
 from lipika.workspaces.endpoints import router as workspaces_router
@@ -110,6 +115,9 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         run_leases.start()
         register_step_holds(meter.resolvers, sessionmaker, settings.run_lease_seconds)
         reconciler = Reconciler(meter, sessionmaker)
+        transcribers = build_transcription_registry(settings)
+        stt_tickets = Tickets(redis, settings.redis_key_prefix, settings.stt_ticket_ttl_seconds)
+        draining = Draining().install()
         mailer = build_mailer(settings)
         periodic = PeriodicTasks(lock_name(settings.redis_key_prefix))  # each domain adds its work
         register_reconciliation(periodic, reconciler)
@@ -152,13 +160,18 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
                 "periodic": periodic,
                 "idempotency": idempotency,
                 "rate_limits": rate_limits,
+                "transcribers": transcribers,
+                "stt_tickets": stt_tickets,
+                "draining": draining,
             }
         finally:
             if metrics_server is not None:
                 metrics_server.shutdown()
                 metrics_server.server_close()
             await cancel_and_wait(loop)
+            draining.uninstall()
             await mailer.aclose()
+            await transcribers.aclose()
             await agent.aclose()  # each stopped run releases its thread ...
             await run_leases.aclose()  # ... and this frees any this process still holds
             await meter.aclose()
@@ -189,11 +202,17 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         billing_router,
         chat_router,
         threads_router,
+        speech_router,
     )
     for router in routers:
         app.include_router(router)
     app.add_middleware(GZipExceptStreams, streams=STREAM_PATHS)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        # a file upload: the file's own limit is checked by its route, this one bounds the form
+        by_path={TRANSCRIPTIONS_PATH: settings.stt_max_upload_bytes + UPLOAD_FORM_OVERHEAD},
+    )
     origins, origin_regex = settings.cors_allowed
     app.add_middleware(
         CORSMiddleware,

@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     gemini_base_url: str | None = None
     xai_api_key: SecretStr | None = None
     xai_base_url: str | None = None
+    deepgram_api_key: SecretStr | None = None
+    deepgram_base_url: str | None = None
     provider_timeout_seconds: float = Field(600, gt=0)
     provider_max_retries: int = Field(2, ge=0, le=10)
     stream_budget_seconds: float = Field(600, gt=0)
@@ -111,6 +113,17 @@ class Settings(BaseSettings):
     allow_embedded_in_production: bool = False
     metrics_port: int | None = Field(None, ge=1, le=65535)
     invariant_check_interval_seconds: float = Field(60, gt=0)
+
+    # Speech-to-text (speech/): real-time sessions and file transcription.
+    stt_default_model: str = "demo"
+    stt_slice_seconds: int = Field(60, ge=1, le=3600)
+    stt_max_session_seconds: int = Field(3600, ge=1)
+    stt_idle_timeout_seconds: float = Field(30, gt=0)
+    stt_max_frame_bytes: int = Field(64 * 1024, ge=320)
+    stt_max_lead_seconds: float = Field(5, ge=0)
+    stt_close_timeout_seconds: float = Field(10, gt=0)
+    stt_ticket_ttl_seconds: int = Field(60, ge=5, le=600)
+    stt_max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1024)
 
     @field_validator(
         "login_failure_limits_per_account",

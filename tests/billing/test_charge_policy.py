@@ -13,6 +13,7 @@ from lipika.billing.models import EntryKind, HoldStatus
 from lipika.billing.policy import (
     CAPTURE_ABOVE_HOLD,
     POLICY,
+    SPEECH_SESSIONS,
     STALLED_STREAM,
     USAGE_SO_FAR,
     Charge,
@@ -69,9 +70,15 @@ async def test_the_charge_policy_is_public_and_lists_every_outcome_once(
         assert row["charge"] == rule.charge.value == charge_for(Outcome(row["outcome"])).value
         assert row["description"] == rule.why
     assert body["capture_above_hold"] == CAPTURE_ABOVE_HOLD
-    # our failures are free; only success and a client hang-up are ever charged
+    # our failures are free; only success, a client hang-up and, for a speech session cut
+    # short by its provider or our shutdown, the final segments already delivered are charged
     charged = {row["outcome"] for row in body["rules"] if row["charge"] != "nothing"}
-    assert charged == {"success", "client_disconnect"}
+    assert charged == {
+        "success",
+        "client_disconnect",
+        "provider_error_mid_session",
+        "server_shutdown",
+    }
 
 
 async def test_the_usage_so_far_and_stalled_stream_rules_are_published(
@@ -81,8 +88,9 @@ async def test_the_usage_so_far_and_stalled_stream_rules_are_published(
     stalled-stream rule to the relay; the session tests below hold the usage-so-far rule)."""
     body = (await client.get("/v1/billing/charge-policy")).json()
     assert (body["usage_so_far"], body["stalled_stream"]) == (USAGE_SO_FAR, STALLED_STREAM)
+    assert body["speech_sessions"] == SPEECH_SESSIONS
     docs = " ".join((Path(__file__).parents[2] / "docs" / "charge-policy.md").read_text().split())
-    for rule in (USAGE_SO_FAR, STALLED_STREAM):
+    for rule in (USAGE_SO_FAR, STALLED_STREAM, SPEECH_SESSIONS):
         assert rule in docs
 
 

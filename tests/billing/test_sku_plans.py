@@ -42,6 +42,10 @@ def test_a_plan_allows_and_refuses_by_entry_or_by_kind() -> None:
         "image.gpt-image-1",
         "image.imagen-4",
         "stt.realtime",
+        "stt.demo",
+        "stt.nova-3",
+        "stt.gpt-live-transcribe",
+        "stt.gpt-transcribe",
         "agent.calculator",
     }
 

@@ -171,3 +171,14 @@ async def path_member(
 
 CurrentMember = Annotated[Principal, Depends(current_member)]
 PathMember = Annotated[Principal, Depends(path_member)]
+
+
+async def authenticate(
+    session: SessionDep,
+    settings: Settings,
+    authorization: str | None,
+    workspace_id: uuid.UUID | None = None,
+) -> Principal:
+    """The caller of a connection that is not a plain request (a WebSocket): the same checks
+    as `current_member`, given the credentials it presented."""
+    return await _authenticate(session, settings, authorization, workspace_id)

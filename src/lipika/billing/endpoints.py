@@ -13,7 +13,13 @@ from lipika.billing.catalogue import catalogue_entries
 from lipika.billing.dependencies import BillingDep, MeterDep
 from lipika.billing.models import EntryKind
 from lipika.billing.plans import DEFAULT_PLAN
-from lipika.billing.policy import CAPTURE_ABOVE_HOLD, POLICY, STALLED_STREAM, USAGE_SO_FAR
+from lipika.billing.policy import (
+    CAPTURE_ABOVE_HOLD,
+    POLICY,
+    SPEECH_SESSIONS,
+    STALLED_STREAM,
+    USAGE_SO_FAR,
+)
 from lipika.billing.schemas import (
     BalanceOut,
     CatalogueOut,
@@ -164,6 +170,7 @@ async def charge_policy() -> ChargePolicyOut:
         capture_above_hold=CAPTURE_ABOVE_HOLD,
         usage_so_far=USAGE_SO_FAR,
         stalled_stream=STALLED_STREAM,
+        speech_sessions=SPEECH_SESSIONS,
     )
 
 

@@ -21,6 +21,8 @@ class Outcome(enum.StrEnum):
     REFUSED_BY_PROVIDER = "refused_by_provider"
     INTERNAL_ERROR = "internal_error"
     ABANDONED = "abandoned"
+    PROVIDER_ERROR_MID_SESSION = "provider_error_mid_session"
+    SERVER_SHUTDOWN = "server_shutdown"
 
 
 class Charge(enum.StrEnum):
@@ -83,6 +85,18 @@ POLICY: dict[Outcome, Rule] = {
             Charge.NOTHING,
             "Never settled (the process died mid-operation): the expired hold is released by reconciliation, free.",
         ),
+        Rule(
+            Outcome.PROVIDER_ERROR_MID_SESSION,
+            Charge.USAGE_SO_FAR,
+            "A speech session's provider failed or dropped mid-session: the audio of the final "
+            "segments delivered before the failure; the segment in flight is free.",
+        ),
+        Rule(
+            Outcome.SERVER_SHUTDOWN,
+            Charge.USAGE_SO_FAR,
+            "The server stopped (a pod's SIGTERM) mid-session: the audio of the final segments "
+            "delivered before it closed the socket; the segment in flight is free.",
+        ),
     )
 }
 
@@ -108,6 +122,17 @@ STALLED_STREAM = (
     "of the answer. A client still too slow to take the answer when the stream's time budget "
     "runs out is cut off and charged the same way; the budget running out while the stream "
     "waits on the provider is the provider's timeout, free."
+)
+
+
+SPEECH_SESSIONS = (
+    "A real-time speech session is charged per second of audio, the session's total rounded "
+    "up to a whole second, at the price frozen at admission, never more than its hold. It "
+    "holds a first slice of audio at admission and grows the hold slice by slice as audio "
+    "flows; when the next slice cannot be held (credits, a daily or member cap) the session "
+    "is cut exactly at the slice boundary, and the audio up to it is charged. Audio is "
+    "measured by the server (PCM bytes, or decoded WebM/Opus samples); the provider's own "
+    "count, where it gives one, is charged when it is lower."
 )
 
 

@@ -155,8 +155,11 @@ def _tool_price(name: str, spec: Mapping[str, Any]) -> Price:
     if not isinstance(kind, str):
         raise PriceBookError(f"tool {name!r}: missing `kind`")
     rates: dict[str, int] = {}
+    provider = spec.get("provider")
+    if provider is not None and not isinstance(provider, str):
+        raise PriceBookError(f"tool {name!r}: `provider` must be a string")
     for key, value in spec.items():
-        if key in ("kind", "label"):
+        if key in ("kind", "label", "provider"):
             continue
         if key == "per_task" and isinstance(value, Mapping):
             rates.update(
@@ -168,7 +171,9 @@ def _tool_price(name: str, spec: Mapping[str, Any]) -> Price:
             raise PriceBookError(f"tool {name!r}: unknown price field {key!r}")
     if not rates:
         raise PriceBookError(f"tool {name!r}: no price")
-    return Price(name=name, kind=kind, rates=rates, label=str(spec.get("label", "")))
+    return Price(
+        name=name, kind=kind, rates=rates, provider=provider, label=str(spec.get("label", ""))
+    )
 
 
 def _rate(name: str, key: str, value: Any) -> int:

@@ -84,6 +84,7 @@ class ChargePolicyOut(BaseModel):
     capture_above_hold: str
     usage_so_far: str
     stalled_stream: str
+    speech_sessions: str
 
 
 class SkuOut(BaseModel):

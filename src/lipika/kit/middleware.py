@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Mapping
 
 import structlog
 from starlette.middleware.gzip import GZipMiddleware
@@ -101,17 +102,21 @@ def _request_id(scope: Scope) -> str:
 class BodySizeLimitMiddleware:
     """Refuses request bodies over `max_bytes` with 413 before the app parses them."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, by_path: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.by_path = dict(by_path or {})  # routes that take larger bodies (file uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.by_path.get(scope["path"], self.max_bytes)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await self._refuse(scope, receive, send)
+        if declared is not None and declared > limit:
+            await self._refuse(scope, receive, send, limit)
             return
         if declared is not None:
             await self.app(scope, receive, send)
@@ -126,8 +131,8 @@ class BodySizeLimitMiddleware:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await self._refuse(scope, receive, send)
+            if size > limit:
+                await self._refuse(scope, receive, send, limit)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -143,10 +148,8 @@ class BodySizeLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        exc = PayloadTooLarge(
-            f"request body is larger than {self.max_bytes} bytes", limit_bytes=self.max_bytes
-        )
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        exc = PayloadTooLarge(f"request body is larger than {limit} bytes", limit_bytes=limit)
         await error_response(exc)(scope, receive, send)
 
 

@@ -83,6 +83,18 @@ class Metrics:
             ["status", "outcome"],
             registry=r,
         )
+        self.speech_sessions = Counter(
+            "lipika_speech_sessions",
+            "Real-time speech sessions ended, by price-book model and charge outcome.",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.speech_audio_seconds = Counter(
+            "lipika_speech_audio_seconds",
+            "Audio seconds relayed to transcription providers, by price-book model.",
+            ["model"],
+            registry=r,
+        )
         self.open_holds = Gauge(
             "lipika_open_holds", "Open holds (set by the invariant check).", registry=r
         )
