@@ -38,14 +38,17 @@ from lipika.mail.mailer import build_mailer
 from lipika.openapi import install_openapi, operation_id
 from lipika.ops.alarms import InvariantCheck, check_forever
 from lipika.ops.endpoints import router as ops_router
-from lipika.ops.metrics import MeterEvents, Metrics, serve_metrics
+from lipika.ops.metrics import MeterEvents, Metrics, WebhookEvents, serve_metrics
 from lipika.ops.providers import observe_providers
 from lipika.ops.tracing import Tracing
+from lipika.payments.endpoints import router as payments_router
+from lipika.payments.tasks import build_payments, register_payment_tasks
 from lipika.periodic import PeriodicTasks
 from lipika.providers.registry import build_registry
 from lipika.redis import create_redis
 from lipika.threads.endpoints import router as threads_router
 from lipika.threads.leases import RunLeases, register_step_holds
+from lipika.webhooks.service import Inbox
 from lipika.workspaces.endpoints import router as workspaces_router
 
 log = structlog.get_logger()
@@ -106,6 +109,15 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         mailer = build_mailer(settings)
         periodic = PeriodicTasks()  # each domain registers its periodic work here
         register_reconciliation(periodic, reconciler)
+        inbox = Inbox(sessionmaker, WebhookEvents(metrics))  # every inbound webhook source
+        payments = build_payments(
+            settings,
+            sessionmaker,
+            meter.plans,
+            inbox,
+            lambda kind, state: metrics.payments.labels(kind, state).inc(),
+        )
+        register_payment_tasks(periodic, payments, inbox, settings)
         loop = asyncio.create_task(
             periodic.run_forever(redis, settings.reconcile_interval_seconds, metrics.reconciled),
             name="reconcile",
@@ -144,6 +156,8 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
                 "reconciler": reconciler,
                 "mailer": mailer,
                 "periodic": periodic,
+                "inbox": inbox,
+                "payments": payments,
             }
         finally:
             if metrics_server is not None:
@@ -152,6 +166,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
             for task in (loop, alarms):
                 await cancel_and_wait(task)
             await mailer.aclose()
+            await payments.gateway.aclose()
             await agent.aclose()  # each stopped run releases its thread ...
             await run_leases.aclose()  # ... and this frees any this process still holds
             await meter.aclose()
@@ -179,6 +194,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         workspaces_router,
         api_keys_router,
         billing_router,
+        payments_router,
         chat_router,
         threads_router,
     )

@@ -4,7 +4,9 @@ from lipika.apikeys.models import ApiKey
 from lipika.auth.models import AuthSession, EmailToken, Operator, RefreshToken, User
 from lipika.billing.models import Hold, LedgerEntry, MemberCap, UsageCounter, Wallet
 from lipika.db import Base
+from lipika.payments.models import Order, Subscription
 from lipika.threads.models import Thread
+from lipika.webhooks.models import WebhookDelivery
 from lipika.workspaces.models import Invitation, Membership, Workspace
 
 __all__ = [
@@ -18,9 +20,12 @@ __all__ = [
     "MemberCap",
     "Membership",
     "Operator",
+    "Order",
     "RefreshToken",
+    "Subscription",
     "Thread",
     "UsageCounter",
+    "WebhookDelivery",
     "User",
     "Wallet",
     "Workspace",

@@ -55,6 +55,16 @@ class BillingService:
             raise WalletMissing("this workspace has no wallet")
         await self.grant_allowance(workspace_id, plan, utcnow())
 
+    async def follow_subscription(
+        self, workspace_id: uuid.UUID, plan: str, *, allowance_due: bool = False
+    ) -> None:
+        """The wallet's plan as a subscription sets it: the paid plan while it runs (its paid
+        periods grant the credits), the free plan and its former allowance once it expires."""
+        if not await self.repo.set_subscribed_plan(workspace_id, plan, allowance_due=allowance_due):
+            raise WalletMissing("this workspace has no wallet")
+        if allowance_due:
+            await self.grant_allowance(workspace_id, plan, utcnow())
+
     async def grant_allowance(self, workspace_id: uuid.UUID, plan_name: str, now: datetime) -> None:
         """The plan's monthly credits, at most once per plan and calendar month (the key says so)."""
         plan = self.plans.get(plan_name)
