@@ -105,3 +105,11 @@ def operator(signup, books):  # noqa: ANN001
         return account
 
     return make
+
+
+async def paid(shop: Shop, headers: dict[str, str], **offer: object) -> dict:
+    """Checks out, pays on the fake's hosted page, delivers the IPN; returns the order."""
+    started = await shop.checkout(headers, **offer)
+    answer = await shop.fake.send_ipn(shop.fake.complete(started["gateway_url"], "success"))
+    assert answer.json()["result"] == "fulfilled", answer.text
+    return await shop.order(headers, started["order"]["id"])

@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -73,6 +73,12 @@ def body_key(body: bytes) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
+def stored_text(body: bytes) -> str:
+    """The body as text the database can hold (PostgreSQL's text holds no NUL). A body that
+    verifies is valid UTF-8 without NULs (sources refuse others), so it is kept exactly."""
+    return body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+
+
 class Observer(Protocol):
     def received(self, source: str, intake: str) -> None: ...
 
@@ -111,7 +117,7 @@ class Inbox:
             delivery_id = await DeliveryRepository(session).store_once(
                 source=source_name,
                 delivery_key=inbound.key[:200],
-                body=body.decode("utf-8", errors="replace"),
+                body=stored_text(body),
                 headers=dict(inbound.headers),
                 received_at=self.clock(),
                 verified=intake == ACCEPTED,
@@ -155,6 +161,3 @@ class Inbox:
                 continue
             done += 1
         return done
-
-    def report(self) -> dict[str, Any]:
-        return {"sources": sorted(self.sources)}
