@@ -37,6 +37,7 @@ from lipika.payments.schemas import (
 )
 from lipika.payments.service import Buyer, Offer, Payments, format_amount
 from lipika.workspaces.models import Role
+from lipika.workspaces.repository import WorkspaceRepository
 
 router = api_router(tags=["payments"])
 
@@ -153,7 +154,18 @@ async def renew(me: CurrentMember, session: SessionDep, payments: PaymentsDep) -
     sub = await payments.subscription(me.workspace_id)
     if sub is None or sub.state.value not in ("active", "past_due"):
         raise SubscriptionConflict("this workspace has no subscription to renew; check out a plan")
-    order, url = await payments.checkout(buyer, payments.renewal_offer(sub))
+    offer = payments.renewal_offer(sub)
+    members = len(await WorkspaceRepository(session).members(me.workspace_id))
+    await session.commit()
+    if offer.seats is not None and offer.seats < members:
+        raise SubscriptionConflict(
+            f"the next period has {offer.seats} seats and the workspace has {members} members: "
+            "remove members first (they are never removed for you), or keep more seats",
+            code="seats_in_use",
+            seats=offer.seats,
+            members=members,
+        )
+    order, url = await payments.checkout(buyer, offer)
     return CheckoutOut(order=order_out(order), gateway_url=url)
 
 

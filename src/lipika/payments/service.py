@@ -135,11 +135,10 @@ class Payments:
         period = offer.period or "month"
         if period not in PERIODS:
             raise UnknownOffer(f"periods are {sorted(PERIODS)}, not {period!r}", param="period")
-        seats = (
-            (offer.seats or (running.seats if running and plan.per_seat else 1))
-            if plan.per_seat
-            else 1
-        )
+        # A flat plan has no seat limit (0 seats); a team plan sells its seats.
+        seats = 0
+        if plan.per_seat:
+            seats = offer.seats or (running.seats if running and running.seats else 1)
         price = plan.price_for(period, seats)
         if price is None:
             raise UnknownOffer(f"plan {plan.name!r} is not sold per {period}")
