@@ -92,3 +92,18 @@ async def test_notifications_that_are_not_forms_are_refused_quietly(client: http
         assert answer.status_code == 200 and answer.json()["status"] in ("forged", "replayed"), body
         back = await client.post("/v1/payments/sslcommerz/return/success", content=body, headers=FORM)
         assert back.status_code == 303 and back.headers["location"].endswith("state=unknown")
+
+
+async def test_the_catalogue_serves_plan_prices_and_packs(client: httpx.AsyncClient, signup) -> None:
+    buyer = await signup()
+    body = (await client.get("/v1/billing/catalogue", headers=buyer.headers)).json()
+    plans = {p["id"]: p for p in body["plans"]}
+    assert set(plans) == {"pro", "team"}  # the free plan is not sold
+    assert plans["pro"]["prices"] == {"month": 150_000, "year": 1_500_000}
+    assert plans["pro"]["credits_per_period"] == {"month": 2_000_000_000, "year": 24_000_000_000}
+    assert plans["team"]["seat_prices"] == {"month": 120_000, "year": 1_200_000}
+    assert plans["team"]["credits_per_period"]["month"] == 2_500_000_000
+    assert {p["id"]: (p["price"], p["credits"]) for p in body["packs"]} == {
+        "credits-500": (50_000, 500_000_000),
+        "credits-2500": (225_000, 2_500_000_000),
+    }

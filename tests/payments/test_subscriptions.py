@@ -83,6 +83,27 @@ async def test_renewals_extend_the_period_and_grant_each_period_once(
     await books.assert_balanced()
 
 
+async def test_unused_period_credits_expire_when_the_next_period_is_granted(
+    shop: Shop, signup, books: Books, clock
+) -> None:
+    """Period credits are spent first: what the period did not use of them expires, once; the
+    free credits and packs stay."""
+    buyer = await signup()
+    await paid(shop, buyer.headers, plan="pro", period="month")
+    await paid(shop, buyer.headers, pack="credits-500")
+    await books.post(workspace(buyer), -300_000_000, kind=EntryKind.USAGE)  # 300 credits used
+    before = (await books.state(workspace(buyer))).balance
+    renewal = await shop.http.post("/v1/billing/subscription/renewal", headers=buyer.headers)
+    payment = shop.fake.complete(renewal.json()["gateway_url"], "success")
+    assert (await shop.fake.send_ipn(payment)).json()["result"] == "fulfilled"
+    [expiry] = await books.entries(workspace(buyer), EntryKind.EXPIRY)
+    assert expiry.amount == -(PRO_MONTH - 300_000_000)
+    assert (await books.state(workspace(buyer))).balance == before - (PRO_MONTH - 300_000_000) + PRO_MONTH
+    await shop.fake.send_ipn(payment)  # a replay expires nothing more
+    assert len(await books.entries(workspace(buyer), EntryKind.EXPIRY)) == 1
+    await books.assert_balanced()
+
+
 async def test_unpaid_goes_past_due_then_a_late_renewal_in_grace_keeps_it(
     shop: Shop, signup, books: Books, clock
 ) -> None:
@@ -96,11 +117,14 @@ async def test_unpaid_goes_past_due_then_a_late_renewal_in_grace_keeps_it(
     renewal = await shop.http.post("/v1/billing/subscription/renewal", headers=buyer.headers)
     payment = shop.fake.complete(renewal.json()["gateway_url"], "success")
     assert (await shop.fake.send_ipn(payment)).json()["result"] == "fulfilled"
-    sub = await _subscription(shop, buyer.headers)
-    assert sub["state"] == "active"
-    assert sub["current_period_start"].startswith("2026-12-01T12:00")  # the same subscription
-    assert sub["current_period_end"].startswith("2027-02-01T12:00")  # no gap, no free days
-    assert (await books.state(workspace(buyer))).balance == balance_before + PRO_MONTH
+    renewed = await _subscription(shop, buyer.headers)
+    assert (renewed["id"], renewed["state"]) == (sub["id"], "active")  # the same subscription
+    assert renewed["current_period_start"].startswith("2027-01-01T12:00")  # no gap, no free days
+    assert renewed["current_period_end"].startswith("2027-02-01T12:00")
+    # The new period's credits replace what was left of the last period's (all of it here).
+    expired = [e.amount for e in await books.entries(workspace(buyer), EntryKind.EXPIRY)]
+    assert expired == [-PRO_MONTH]
+    assert (await books.state(workspace(buyer))).balance == balance_before - PRO_MONTH + PRO_MONTH
     await books.assert_balanced()
 
 

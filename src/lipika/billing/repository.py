@@ -196,6 +196,17 @@ class LedgerRepository:
         ).one_or_none()
         return None if row is None else LedgerEntry(**row._mapping)
 
+    async def spent_since(self, workspace_id: uuid.UUID, since: datetime) -> int:
+        """Micro-credits charged for usage in the workspace from `since` on."""
+        total = await self.db.scalar(
+            select(func.coalesce(func.sum(-entries.c.amount), 0)).where(
+                entries.c.workspace_id == workspace_id,
+                entries.c.kind == EntryKind.USAGE,
+                entries.c.created_at >= since,
+            )
+        )
+        return int(total or 0)
+
     async def append_entry(self, **values: Any) -> int:
         result = await self.db.execute(insert(entries).values(**values).returning(entries.c.id))
         return result.scalar_one()

@@ -458,8 +458,16 @@ class Payments:
         elif not running:
             wallet = await LedgerRepository(session).wallet(order.workspace_id)
             subscription.free_allowance_due = bool(wallet and wallet.allowance_due)
-        if not renews:
-            subscription.current_period_start = start
+        if renews:
+            # The period that ends gives way to this one: what is left of its credits expires.
+            ended = subscription.current_period_start.isoformat()
+            await billing.expire_unused_grant(
+                order.workspace_id,
+                f"period:{subscription.id}:{ended}",
+                f"expiry:{subscription.id}:{ended}",
+                reason=f"unused credits of the period from {subscription.current_period_start:%Y-%m-%d}",
+            )
+        subscription.current_period_start = start
         subscription.plan = order.item
         subscription.period = order.period
         subscription.seats = order.seats
