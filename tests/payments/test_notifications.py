@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 
 import httpx
 import pytest
@@ -101,6 +102,10 @@ async def test_a_forged_signature_changes_nothing(shop: Shop, signup, books: Boo
         assert answer.json() == {"status": "forged", "result": None}
         await shop.browser_return(forged)
     await _unchanged(shop, buyer, started["order"], books)
+    metrics = (await shop.http.get("/metrics")).text
+    assert re.search(r'lipika_webhook_deliveries_total\{intake="forged",source="sslcommerz"\} [1-9]', metrics) or re.search(
+        r'lipika_webhook_deliveries_total\{source="sslcommerz",intake="forged"\} [1-9]', metrics
+    ), metrics[-2000:]
 
 
 async def test_a_valid_ipn_replayed_changes_nothing(shop: Shop, signup, books: Books) -> None:
