@@ -228,3 +228,18 @@ async def test_a_downgrade_takes_effect_at_the_renewal(shop: Shop, signup, books
     sub = await _subscription(shop, headers)
     assert (sub["seats"], sub["next_seats"]) == (2, None)
     await books.assert_balanced()
+
+
+async def test_two_plan_orders_paid_one_after_the_other_add_up(shop: Shop, signup, books: Books, clock) -> None:
+    """Two tabs: both checked out before either was paid. The second paid period follows the
+    first; nothing paid is lost to a restart."""
+    buyer = await signup()
+    first = await shop.checkout(buyer.headers, plan="pro", period="month")
+    second = await shop.checkout(buyer.headers, plan="pro", period="month")
+    for started in (first, second):
+        payment = shop.fake.complete(started["gateway_url"], "success")
+        assert (await shop.fake.send_ipn(payment)).json()["result"] == "fulfilled"
+    sub = await _subscription(shop, buyer.headers)
+    assert (sub["current_period_start"][:16], sub["current_period_end"][:16]) == ("2027-01-01T12:00", "2027-02-01T12:00")
+    assert len([g for g in await _grants(books, buyer) if g == PRO_MONTH]) == 2
+    await books.assert_balanced()

@@ -438,12 +438,10 @@ class Payments:
                 billing, order, order.credits, f"order:{order.id}", f"upgrade, {order.tran_id}"
             )
             return
-        renews = (
-            running
-            and order.subscription_id == subscription.id
-            and order.period_start == subscription.current_period_end
-        )
-        start = order.period_start if renews else now
+        # While a subscription runs, a paid period follows the current one (a renewal, or a
+        # second plan order paid meanwhile: never a restart that would lose paid days).
+        renews = running
+        start = subscription.current_period_end if renews else now
         assert start is not None
         end = period_end(start, order.period)
         if subscription is None:

@@ -6,7 +6,9 @@ headers to keep; and it handles a stored, verified delivery. The inbox does the 
 way for every source: a delivery is durable before anything acts on it, a copy already stored
 changes nothing, a forged or stale one is stored (for the record) but never handled, and each
 outcome is counted. Handlers must be idempotent: a delivery whose handling was cut short (the
-process died between the store and the end of the handler) is handled again by `retry_unhandled`.
+handler failed, or the process died between the store and the end of the handler) is handled
+again by `retry_unhandled`, from the periodic loop; the sender is answered as soon as the
+delivery is stored, so its own retries are replays.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ log = structlog.get_logger()
 
 # What happened at intake, the label of the deliveries counter (bounded).
 ACCEPTED, FORGED, REPLAYED, STALE = "accepted", "forged", "replayed", "stale"
+# The result of an accepted delivery whose handler failed: kept, handled again later.
+DEFERRED = "deferred"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +137,12 @@ class Inbox:
             return Receipt(intake, delivery_id, None)
         assert delivery_id is not None
         delivery = Delivery(delivery_id, source_name, body, dict(inbound.headers), self.clock())
-        return Receipt(ACCEPTED, delivery_id, await self._handle(source, delivery))
+        try:
+            result = await self._handle(source, delivery)
+        except Exception:  # noqa: BLE001 - stored: `retry_unhandled` handles it again
+            log.exception("webhook_handling_failed", source=source_name, delivery_id=delivery_id)
+            return Receipt(ACCEPTED, delivery_id, DEFERRED)
+        return Receipt(ACCEPTED, delivery_id, result)
 
     async def _handle(self, source: WebhookSource, delivery: Delivery) -> str:
         result = await source.handle(delivery)
