@@ -113,3 +113,31 @@ async def paid(shop: Shop, headers: dict[str, str], **offer: object) -> dict:
     answer = await shop.fake.send_ipn(shop.fake.complete(started["gateway_url"], "success"))
     assert answer.json()["result"] == "fulfilled", answer.text
     return await shop.order(headers, started["order"]["id"])
+
+
+@pytest.fixture
+def payments_cli(settings: Settings, sslcommerz: SSLCommerzFake, monkeypatch: pytest.MonkeyPatch, tmp_path):  # noqa: ANN001, ANN201
+    """`lipika ...` in this process (a worker thread: it calls asyncio.run), with the test's
+    databases and the fake SSLCommerz store in its environment."""
+    import asyncio
+    import os
+
+    from typer.testing import CliRunner
+
+    from lipika import cli
+    from tests.billing.conftest import cli_env
+
+    monkeypatch.setattr(cli, "configure_logging", lambda *a, **k: None)
+    monkeypatch.chdir(tmp_path)
+    for name in [k for k in os.environ if k.startswith("LIPIKA_")]:
+        monkeypatch.delenv(name)
+    env = {k: v for k, v in cli_env(settings).items() if k.startswith("LIPIKA_")}
+    env.update({f"LIPIKA_{k.upper()}": str(v) for k, v in sslcommerz.settings_kwargs().items()})
+
+    async def run(*args: str):  # noqa: ANN202
+        result = await asyncio.to_thread(CliRunner().invoke, cli.cli, list(args), env=env)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result
+
+    return run

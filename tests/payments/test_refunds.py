@@ -77,3 +77,17 @@ async def test_a_refund_still_processing_is_followed_by_reconciliation(
     assert (await shop.order(buyer.headers, order["id"]))["refund_status"] == "refunded"
     assert any(kind == "transaction" and "refund_ref_id" in p for kind, p in shop.fake.calls)
     await books.assert_balanced()
+
+
+async def test_the_refund_and_approve_commands(shop: Shop, signup, books: Books, payments_cli) -> None:
+    buyer = await signup()
+    order = await paid(shop, buyer.headers, pack="credits-500")
+    done = await payments_cli("payments", "refund", "--order", order["tran_id"], "--reason", "duplicate payment")
+    assert done.exit_code == 0, done.output
+    assert f"order {order['tran_id']} refunded" in done.stdout
+    assert [e.amount for e in await books.entries(workspace(buyer), EntryKind.REFUND)] == [-PACK]
+    again = await payments_cli("payments", "refund", "--order", order["id"], "--reason", "again")
+    assert again.exit_code == 2 and "order_not_refundable" in again.stderr
+    unknown = await payments_cli("payments", "approve", "--order", "LPNOSUCH")
+    assert unknown.exit_code == 2 and "no order" in unknown.stderr
+    await books.assert_balanced()
