@@ -5,7 +5,7 @@ upgrades prorated to the paisa and the micro-credit."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import update
@@ -242,4 +242,25 @@ async def test_two_plan_orders_paid_one_after_the_other_add_up(shop: Shop, signu
     sub = await _subscription(shop, buyer.headers)
     assert (sub["current_period_start"][:16], sub["current_period_end"][:16]) == ("2027-01-01T12:00", "2027-02-01T12:00")
     assert len([g for g in await _grants(books, buyer) if g == PRO_MONTH]) == 2
+    await books.assert_balanced()
+
+
+async def test_the_period_keys_hold_on_the_real_clock(shop: Shop, signup, books: Books) -> None:
+    """Without a fixed clock (microseconds, the database's own datetimes): the renewal finds
+    the last period's grant by its key and expires what is left of it."""
+    buyer = await signup()
+    await paid(shop, buyer.headers, plan="pro", period="month")
+    renewal = await shop.http.post("/v1/billing/subscription/renewal", headers=buyer.headers)
+    payment = shop.fake.complete(renewal.json()["gateway_url"], "success")
+    assert (await shop.fake.send_ipn(payment)).json()["result"] == "fulfilled"
+    assert [e.amount for e in await books.entries(workspace(buyer), EntryKind.EXPIRY)] == [-PRO_MONTH]
+    await books.assert_balanced()
+
+
+async def test_a_pending_order_is_looked_up_once_per_recheck_period(shop: Shop, signup, books: Books) -> None:
+    buyer = await signup()
+    await shop.checkout(buyer.headers, pack="credits-500")
+    first = await shop.payments.recheck_pending(timedelta(0), timedelta(days=1))
+    later = await shop.payments.recheck_pending(timedelta(minutes=5), timedelta(days=1))
+    assert (first["checked"], later["checked"]) == (1, 0)
     await books.assert_balanced()

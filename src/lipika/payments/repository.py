@@ -54,12 +54,14 @@ class PaymentsRepository:
         )
         return result.rowcount == 1
 
-    async def pending_orders(self, created_before: datetime, limit: int) -> Sequence[Order]:
+    async def pending_orders(self, checked_before: datetime, limit: int) -> Sequence[Order]:
+        """Pending orders not looked at since `checked_before` (each check touches
+        `updated_at`), the longest unchecked first."""
         return (
             await self.session.scalars(
                 select(Order)
-                .where(Order.state == OrderState.PENDING, Order.created_at < created_before)
-                .order_by(Order.created_at)
+                .where(Order.state == OrderState.PENDING, Order.updated_at < checked_before)
+                .order_by(Order.updated_at)
                 .limit(limit)
             )
         ).all()

@@ -672,8 +672,10 @@ class Payments:
     async def recheck_pending(
         self, older_than: timedelta, expire_after: timedelta
     ) -> dict[str, int]:
-        """Periodic: pending orders older than `older_than` are looked up with the transaction
-        query (a lost IPN, a validation that failed although the payment went through)."""
+        """Periodic: pending orders unchecked for `older_than` are looked up with the
+        transaction query (a lost IPN, a validation that failed although the payment went
+        through), each at most once per `older_than`; those the gateway knows no payment for
+        expire after `expire_after`."""
         now = self.clock()
         report = {"checked": 0, "fulfilled": 0, "expired": 0}
         async with self.sessionmaker() as session:
@@ -689,9 +691,15 @@ class Payments:
             if valid:
                 if await self.confirm(order, str(valid[0]["val_id"])) == "fulfilled":
                     report["fulfilled"] += 1
-            elif order.created_at < now - expire_after:
+                    continue
+            if order.created_at < now - expire_after:
                 if await self._close_unpaid(order, OrderState.EXPIRED) == OrderState.EXPIRED.value:
                     report["expired"] += 1
+                    continue
+            async with self.sessionmaker.begin() as session:  # checked: not again for a while
+                await PaymentsRepository(session).move_order(
+                    order.id, (OrderState.PENDING,), updated_at=now
+                )
         async with self.sessionmaker() as session:
             refunding = await PaymentsRepository(session).refunds_in_progress(100)
         for order in refunding:
