@@ -42,7 +42,8 @@ from lipika.app import create_app  # noqa: E402
 from lipika.billing.service import BillingService  # noqa: E402
 from lipika.config import Settings  # noqa: E402
 from lipika.logs import configure_logging  # noqa: E402
-from lipika.payments.service import Buyer, Offer  # noqa: E402
+from lipika.payments.pricing import Offer  # noqa: E402
+from lipika.payments.service import Buyer  # noqa: E402
 from lipika.workspaces.models import Workspace, WorkspaceKind  # noqa: E402
 from tests.fixtures.fakes.sslcommerz import SSLCommerzFake  # noqa: E402
 from tests.fixtures.live import serve  # noqa: E402

@@ -24,6 +24,7 @@ from lipika.payments.dependencies import InboxDep, PaymentsDep
 from lipika.payments.errors import OrderNotFound, SubscriptionConflict
 from lipika.payments.models import Order, Subscription
 from lipika.payments.notifications import BROWSER_RETURN, IPN, parse_form
+from lipika.payments.pricing import Offer, format_amount
 from lipika.payments.schemas import (
     CheckoutIn,
     CheckoutOut,
@@ -35,7 +36,7 @@ from lipika.payments.schemas import (
     SubscriptionOut,
     SubscriptionView,
 )
-from lipika.payments.service import Buyer, Offer, Payments, format_amount
+from lipika.payments.service import Buyer, Payments
 from lipika.workspaces.models import Role
 from lipika.workspaces.repository import WorkspaceRepository
 

@@ -15,87 +15,50 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from lipika.billing.errors import InsufficientCredits
-from lipika.billing.models import EntryKind
-from lipika.billing.plans import CURRENCY, DEFAULT_PLAN, PERIODS, Plan, PlanCatalogue
-from lipika.billing.repository import LedgerRepository
+from lipika.billing.plans import CURRENCY, DEFAULT_PLAN, PlanCatalogue
 from lipika.billing.service import BillingService
 from lipika.db import utcnow
+from lipika.payments.delivery import Delivery
 from lipika.payments.errors import (
     AmountBelowMinimum,
     GatewayUnavailable,
     NotRefundable,
     OrderNotFound,
     SubscriptionConflict,
-    UnknownOffer,
 )
 from lipika.payments.models import (
     Order,
-    OrderKind,
     OrderState,
     Subscription,
     SubscriptionState,
 )
-from lipika.payments.periods import period_end, prorate_down, prorate_up, remaining_fraction
+from lipika.payments.pricing import (
+    MAX_AMOUNT,
+    MIN_AMOUNT,
+    RUNNING,
+    Offer,
+    Pricing,
+    Quote,
+    format_amount,
+    parse_amount,
+)
 from lipika.payments.repository import PaymentsRepository
 from lipika.payments.sslcommerz import VALID_STATUSES, Gateway, GatewayError
 
 log = structlog.get_logger()
 
-MIN_AMOUNT = 1_000  # paisa: SSLCommerz takes 10.00 to 500000.00 BDT
-MAX_AMOUNT = 50_000_000
 UNPAID = (OrderState.PENDING, OrderState.FAILED, OrderState.CANCELLED, OrderState.EXPIRED)
-RUNNING = (SubscriptionState.ACTIVE, SubscriptionState.PAST_DUE, SubscriptionState.CANCELLED)
 UNPAID_STATUSES = {
     "FAILED": OrderState.FAILED,
     "CANCELLED": OrderState.CANCELLED,
     "EXPIRED": OrderState.EXPIRED,
     "UNATTEMPTED": OrderState.EXPIRED,
 }
-
-
-def format_amount(paisa: int) -> str:
-    return f"{paisa // 100}.{paisa % 100:02d}"
-
-
-def parse_amount(text: Any) -> int | None:
-    """Posted BDT ("1500.00") to paisa; None unless it is an exact amount of paisa."""
-    try:
-        value = Decimal(str(text)) * 100
-    except (InvalidOperation, ValueError):
-        return None
-    if not value.is_finite() or value != value.to_integral_value():
-        return None
-    return int(value)
-
-
-@dataclass(frozen=True, slots=True)
-class Offer:
-    """What a checkout asks for: a pack, a plan and period, or more seats."""
-
-    pack: str | None = None
-    plan: str | None = None
-    period: str | None = None
-    seats: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Quote:
-    kind: OrderKind
-    item: str
-    amount: int
-    credits: int
-    period: str | None = None
-    seats: int = 0
-    subscription_id: uuid.UUID | None = None
-    period_start: datetime | None = None
-    label: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,96 +80,17 @@ class Payments:
     clock: Callable[[], datetime] = utcnow
     observe: Callable[[str, str], None] = lambda kind, state: None
 
+    def __post_init__(self) -> None:
+        self.pricing = Pricing(self.plans)
+        self.delivery = Delivery(self.plans)
+
     # -- checkout ---------------------------------------------------------------------------
 
     def quote(self, offer: Offer, subscription: Subscription | None, now: datetime) -> Quote:
-        """Prices an offer against the workspace's subscription (renewal, upgrade, seats)."""
-        if offer.pack is not None:
-            pack = self.plans.packs.get(offer.pack)
-            if pack is None:
-                raise UnknownOffer(
-                    f"no credit pack named {offer.pack!r}", packs=sorted(self.plans.packs)
-                )
-            return Quote(OrderKind.PACK, pack.name, pack.price, pack.credits, label=pack.label)
-        running = subscription if subscription and subscription.state in RUNNING else None
-        if offer.plan is None:
-            return self._seats_quote(offer, running, now)
-        plan = self._sold_plan(offer.plan)
-        period = offer.period or "month"
-        if period not in PERIODS:
-            raise UnknownOffer(f"periods are {sorted(PERIODS)}, not {period!r}", param="period")
-        # A flat plan has no seat limit (0 seats); a team plan sells its seats.
-        seats = 0
-        if plan.per_seat:
-            seats = offer.seats or (running.seats if running and running.seats else 1)
-        price = plan.price_for(period, seats)
-        if price is None:
-            raise UnknownOffer(f"plan {plan.name!r} is not sold per {period}")
-        credits = plan.credits_for(period, seats)
-        if running is None:
-            return Quote(OrderKind.PLAN, plan.name, price, credits, period, seats, label=plan.label)
-        current = self._sold_plan(running.plan)
-        if plan.name == running.plan or plan.rank < current.rank:
-            # A renewal, or the next period on a lower plan: paid now, from the current end.
-            return Quote(
-                OrderKind.PLAN,
-                plan.name,
-                price,
-                credits,
-                period,
-                seats,
-                subscription_id=running.id,
-                period_start=running.current_period_end,
-                label=plan.label,
-            )
-        if period != running.period:
-            raise SubscriptionConflict(
-                "an upgrade keeps the current billing period; change the period at renewal",
-                param="period",
-            )
-        remaining, total = remaining_fraction(
-            running.current_period_start, running.current_period_end, now
-        )
-        old_price = current.price_for(running.period, running.seats) or 0
-        old_credits = current.credits_for(running.period, running.seats)
-        return Quote(
-            OrderKind.PLAN,
-            plan.name,
-            prorate_up(max(0, price - old_price), remaining, total),
-            prorate_down(max(0, credits - old_credits), remaining, total),
-            period,
-            seats,
-            subscription_id=running.id,
-            label=f"{plan.label} (upgrade)",
-        )
+        return self.pricing.quote(offer, subscription, now)
 
-    def _seats_quote(self, offer: Offer, running: Subscription | None, now: datetime) -> Quote:
-        if not offer.seats:
-            raise UnknownOffer("name a pack, a plan, or a number of seats to add")
-        if running is None or not self._sold_plan(running.plan).per_seat:
-            raise SubscriptionConflict("seats are added to a running team subscription")
-        plan = self._sold_plan(running.plan)
-        remaining, total = remaining_fraction(
-            running.current_period_start, running.current_period_end, now
-        )
-        price = plan.price_for(running.period, offer.seats) or 0
-        return Quote(
-            OrderKind.SEATS,
-            plan.name,
-            prorate_up(price, remaining, total),
-            prorate_down(plan.credits_for(running.period, offer.seats), remaining, total),
-            running.period,
-            offer.seats,
-            subscription_id=running.id,
-            label=f"{offer.seats} more seats on {plan.label}",
-        )
-
-    def _sold_plan(self, name: str) -> Plan:
-        plan = self.plans.get(name)
-        if plan is None or not plan.sold:
-            sold = sorted(n for n, p in self.plans.plans.items() if p.sold)
-            raise UnknownOffer(f"no plan for sale named {name!r}", plans=sold)
-        return plan
+    def renewal_offer(self, subscription: Subscription) -> Offer:
+        return self.pricing.renewal_offer(subscription)
 
     async def checkout(self, buyer: Buyer, offer: Offer) -> tuple[Order, str]:
         """Creates the order (committed before the gateway hears of it, so no notification can
@@ -362,7 +246,7 @@ class Payments:
             order = await repo.order(order_id)
             assert order is not None
             if not risky:
-                await self._deliver(session, order, now)
+                await self.delivery.deliver(session, order, now)
         self.observe(order.kind.value, order.state.value)
         return "held" if risky else "fulfilled"
 
@@ -377,7 +261,7 @@ class Payments:
                 raise NotRefundable("only a held order can be approved", code="order_not_held")
             order = await repo.order(order_id)
             assert order is not None
-            await self._deliver(session, order, now)
+            await self.delivery.deliver(session, order, now)
         self.observe(order.kind.value, order.state.value)
         return order
 
@@ -390,118 +274,6 @@ class Payments:
         if moved:
             self.observe(order.kind.value, state.value)
         return state.value if moved else "already_settled"
-
-    async def _deliver(self, session: AsyncSession, order: Order, now: datetime) -> None:
-        billing = BillingService(session, self.plans)
-        reason = f"order {order.tran_id}"
-        if order.kind == OrderKind.PACK:
-            await billing.post(
-                order.workspace_id,
-                EntryKind.PURCHASE,
-                order.credits,
-                f"order:{order.id}",
-                reason=f"credit pack {order.item}, {reason}",
-                user_id=order.user_id,
-            )
-            return
-        repo = PaymentsRepository(session)
-        subscription = await repo.subscription(order.workspace_id, lock=True)
-        if order.kind == OrderKind.SEATS:
-            if subscription is None or subscription.id != order.subscription_id:
-                log.error("seats_without_subscription", tran_id=order.tran_id)
-                return
-            subscription.seats += order.seats
-            subscription.updated_at = now
-            await self._grant(
-                billing, order, order.credits, f"order:{order.id}", f"seats, {reason}"
-            )
-            return
-        await self._subscribe(session, billing, order, subscription, now)
-
-    async def _subscribe(
-        self,
-        session: AsyncSession,
-        billing: BillingService,
-        order: Order,
-        subscription: Subscription | None,
-        now: datetime,
-    ) -> None:
-        assert order.period is not None
-        running = subscription is not None and subscription.state in RUNNING
-        if running and order.subscription_id == subscription.id and order.period_start is None:
-            # An upgrade: the plan now, the prorated credit difference at once.
-            subscription.plan = order.item
-            subscription.seats = order.seats
-            subscription.updated_at = now
-            await billing.follow_subscription(order.workspace_id, order.item)
-            await self._grant(
-                billing, order, order.credits, f"order:{order.id}", f"upgrade, {order.tran_id}"
-            )
-            return
-        # While a subscription runs, a paid period follows the current one (a renewal, or a
-        # second plan order paid meanwhile: never a restart that would lose paid days).
-        renews = running
-        start = subscription.current_period_end if renews else now
-        assert start is not None
-        end = period_end(start, order.period)
-        if subscription is None:
-            wallet = await LedgerRepository(session).wallet(order.workspace_id)
-            subscription = Subscription(
-                id=uuid.uuid4(),
-                workspace_id=order.workspace_id,
-                free_allowance_due=bool(wallet and wallet.allowance_due),
-                created_at=now,
-            )
-            session.add(subscription)
-        elif not running:
-            wallet = await LedgerRepository(session).wallet(order.workspace_id)
-            subscription.free_allowance_due = bool(wallet and wallet.allowance_due)
-        if renews:
-            # The period that ends gives way to this one: what is left of its credits expires.
-            ended = subscription.current_period_start.isoformat()
-            await billing.expire_unused_grant(
-                order.workspace_id,
-                f"period:{subscription.id}:{ended}",
-                f"expiry:{subscription.id}:{ended}",
-                reason=f"unused credits of the period from {subscription.current_period_start:%Y-%m-%d}",
-            )
-        subscription.current_period_start = start
-        subscription.plan = order.item
-        subscription.period = order.period
-        subscription.seats = order.seats
-        subscription.state = SubscriptionState.ACTIVE
-        subscription.current_period_end = end
-        subscription.next_plan = None
-        subscription.next_seats = None
-        subscription.updated_at = now
-        order.subscription_id = subscription.id
-        order.period_start, order.period_end = start, end
-        await session.flush()
-        await billing.follow_subscription(order.workspace_id, order.item)
-        await self._grant(
-            billing,
-            order,
-            order.credits,
-            f"period:{subscription.id}:{start.isoformat()}",
-            f"{order.item} plan, period from {start:%Y-%m-%d}, {order.tran_id}",
-            kind=EntryKind.GRANT,
-        )
-
-    @staticmethod
-    async def _grant(
-        billing: BillingService,
-        order: Order,
-        amount: int,
-        key: str,
-        reason: str,
-        kind: EntryKind = EntryKind.PURCHASE,
-    ) -> None:
-        if amount > 0:
-            await billing.post(
-                order.workspace_id, kind, amount, key, reason=reason, user_id=order.user_id
-            )
-
-    # -- refunds ----------------------------------------------------------------------------
 
     async def refund(self, order_id: uuid.UUID, remarks: str) -> Order:
         """Refunds a paid or held order through the gateway, and takes back its credits.
@@ -542,28 +314,11 @@ class Payments:
                 updated_at=now,
             )
             if moved and order.state == OrderState.PAID:
-                await self._take_back(session, order)
+                await self.delivery.take_back(session, order)
             order = await repo.order(order.id)
         assert order is not None
         self.observe(order.kind.value, order.state.value)
         return order
-
-    async def _take_back(self, session: AsyncSession, order: Order) -> None:
-        state = await LedgerRepository(session).wallet_state(order.workspace_id)
-        available = state.available if state else 0
-        amount = min(order.credits, max(0, available))
-        if amount <= 0:
-            return
-        short = order.credits - amount
-        reason = f"refund of order {order.tran_id}" + (
-            f"; {short} micro-credits already spent, not recovered" if short else ""
-        )
-        try:
-            await BillingService(session, self.plans).post(
-                order.workspace_id, EntryKind.REFUND, -amount, f"refund:{order.id}", reason=reason
-            )
-        except InsufficientCredits:  # spent in the meantime: take back none, say so in the log
-            log.warning("refund_credits_spent", tran_id=order.tran_id)
 
     async def check_refund(self, order: Order) -> str:
         """Follows a refund the gateway is still processing."""
@@ -600,16 +355,6 @@ class Payments:
         async with self.sessionmaker() as session:
             return await PaymentsRepository(session).order(order_id)
 
-    def renewal_offer(self, subscription: Subscription) -> Offer:
-        """What renewing buys: the next period of the plan (or the one chosen for it)."""
-        plan = self.plans.get(subscription.next_plan or subscription.plan)
-        seats = subscription.next_seats or subscription.seats
-        return Offer(
-            plan=subscription.next_plan or subscription.plan,
-            period=subscription.period,
-            seats=seats if plan is not None and plan.per_seat else None,
-        )
-
     async def cancel(self, workspace_id: uuid.UUID) -> Subscription:
         """Cancels at period end: the plan runs until then, then the free plan."""
         async with self.sessionmaker.begin() as session:
@@ -630,7 +375,7 @@ class Payments:
             if subscription is None or subscription.state not in RUNNING:
                 raise SubscriptionConflict("this workspace has no running subscription")
             if plan is not None:
-                self._sold_plan(plan)
+                self.pricing.sold_plan(plan)
                 subscription.next_plan = plan
             if seats is not None:
                 subscription.next_seats = seats
