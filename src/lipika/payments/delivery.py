@@ -16,9 +16,8 @@ from lipika.billing.models import EntryKind
 from lipika.billing.plans import PlanCatalogue
 from lipika.billing.repository import LedgerRepository
 from lipika.billing.service import BillingService
-from lipika.payments.models import Order, OrderKind, Subscription, SubscriptionState
+from lipika.payments.models import RUNNING, Order, OrderKind, Subscription, SubscriptionState
 from lipika.payments.periods import period_end
-from lipika.payments.pricing import RUNNING
 from lipika.payments.repository import PaymentsRepository
 
 log = structlog.get_logger()

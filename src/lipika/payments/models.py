@@ -35,6 +35,10 @@ class SubscriptionState(enum.StrEnum):
     EXPIRED = "expired"
 
 
+# A subscription whose plan is in effect (a cancelled one runs to its period end).
+RUNNING = (SubscriptionState.ACTIVE, SubscriptionState.PAST_DUE, SubscriptionState.CANCELLED)
+
+
 class Order(IdMixin, CreatedAtMixin, Base):
     __tablename__ = "payment_orders"
     __table_args__ = (

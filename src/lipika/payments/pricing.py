@@ -11,12 +11,11 @@ from typing import Any
 
 from lipika.billing.plans import PERIODS, Plan, PlanCatalogue
 from lipika.payments.errors import SubscriptionConflict, UnknownOffer
-from lipika.payments.models import OrderKind, Subscription, SubscriptionState
+from lipika.payments.models import RUNNING, OrderKind, Subscription
 from lipika.payments.periods import prorate_down, prorate_up, remaining_fraction
 
 MIN_AMOUNT = 1_000  # paisa: SSLCommerz takes 10.00 to 500000.00 BDT
 MAX_AMOUNT = 50_000_000
-RUNNING = (SubscriptionState.ACTIVE, SubscriptionState.PAST_DUE, SubscriptionState.CANCELLED)
 
 
 def format_amount(paisa: int) -> str:

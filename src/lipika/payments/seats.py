@@ -9,9 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lipika.payments.errors import SeatLimitReached
-from lipika.payments.models import Subscription, SubscriptionState
-
-RUNNING = (SubscriptionState.ACTIVE, SubscriptionState.PAST_DUE, SubscriptionState.CANCELLED)
+from lipika.payments.models import RUNNING, Subscription
 
 
 async def seat_limit(session: AsyncSession, workspace_id: uuid.UUID) -> int | None:

@@ -32,6 +32,7 @@ from lipika.payments.errors import (
     SubscriptionConflict,
 )
 from lipika.payments.models import (
+    RUNNING,
     Order,
     OrderState,
     Subscription,
@@ -40,7 +41,6 @@ from lipika.payments.models import (
 from lipika.payments.pricing import (
     MAX_AMOUNT,
     MIN_AMOUNT,
-    RUNNING,
     Offer,
     Pricing,
     Quote,
