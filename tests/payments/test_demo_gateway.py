@@ -107,3 +107,9 @@ async def test_the_catalogue_serves_plan_prices_and_packs(client: httpx.AsyncCli
         "credits-500": (50_000, 500_000_000),
         "credits-2500": (225_000, 2_500_000_000),
     }
+
+
+async def test_the_demo_pages_are_not_served_with_a_real_gateway(shop) -> None:  # noqa: ANN001
+    for method in ("GET", "POST"):
+        response = await shop.http.request(method, "/v1/payments/demo/anything")
+        assert response.status_code == 404, response.text
