@@ -414,6 +414,20 @@ class Payments:
 
     # -- reconciliation ---------------------------------------------------------------------
 
+    async def _recheck(self, order: Order, now: datetime, expire_after: timedelta) -> str:
+        elements = await self.gateway.transactions(order.tran_id)
+        valid = [e for e in elements if e.get("status") in VALID_STATUSES and e.get("val_id")]
+        if valid and await self.confirm(order, str(valid[0]["val_id"])) == "fulfilled":
+            return "fulfilled"
+        if order.created_at < now - expire_after:
+            if await self._close_unpaid(order, OrderState.EXPIRED) == OrderState.EXPIRED.value:
+                return "expired"
+        async with self.sessionmaker.begin() as session:  # checked: not again for a while
+            await PaymentsRepository(session).move_order(
+                order.id, (OrderState.PENDING,), updated_at=now
+            )
+        return "pending"
+
     async def recheck_pending(
         self, older_than: timedelta, expire_after: timedelta
     ) -> dict[str, int]:
@@ -428,23 +442,15 @@ class Payments:
         for order in pending:
             report["checked"] += 1
             try:
-                elements = await self.gateway.transactions(order.tran_id)
+                outcome = await self._recheck(order, now, expire_after)
             except GatewayError as exc:
                 log.warning("payment_query_failed", error=str(exc))
                 continue
-            valid = [e for e in elements if e.get("status") in VALID_STATUSES and e.get("val_id")]
-            if valid:
-                if await self.confirm(order, str(valid[0]["val_id"])) == "fulfilled":
-                    report["fulfilled"] += 1
-                    continue
-            if order.created_at < now - expire_after:
-                if await self._close_unpaid(order, OrderState.EXPIRED) == OrderState.EXPIRED.value:
-                    report["expired"] += 1
-                    continue
-            async with self.sessionmaker.begin() as session:  # checked: not again for a while
-                await PaymentsRepository(session).move_order(
-                    order.id, (OrderState.PENDING,), updated_at=now
-                )
+            except Exception:  # noqa: BLE001 - one order must not stop the others
+                log.exception("payment_recheck_failed", tran_id=order.tran_id)
+                continue
+            if outcome in report:
+                report[outcome] += 1
         async with self.sessionmaker() as session:
             refunding = await PaymentsRepository(session).refunds_in_progress(100)
         for order in refunding:
