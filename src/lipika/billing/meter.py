@@ -224,7 +224,7 @@ class Meter:
                 self.price_book.version,
                 hold.expires_at,
                 price,
-            ),
+            )
         )
 
     def _admitted(self, operation: str, ticket: Ticket) -> Ticket:

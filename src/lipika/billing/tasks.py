@@ -78,9 +78,7 @@ class Reconciler:
             after: uuid.UUID | None = None
             while True:
                 async with self.meter.engine.connect() as conn:
-                    found = await LedgerRepository(conn).open_holds_of(
-                        kind, now, BATCH, after=after
-                    )
+                    found = await LedgerRepository(conn).open_holds_of(kind, now, BATCH, after=after)
                 for hold in found:
                     settlement = await self._resolve(hold, status=HoldStatus.RELEASED)
                     settled += settlement is not None and not settlement.already_settled
