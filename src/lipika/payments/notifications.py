@@ -19,13 +19,16 @@ BROWSER_RETURN = "sslcommerz_return"
 
 def parse_form(body: bytes) -> dict[str, str] | None:
     """The posted strings, exactly as sent (what `verify_sign` covers); None if the body is
-    not a form, or names a field twice (which copy was signed is then unknowable)."""
+    not a form, names a field twice (which copy was signed is then unknowable), or holds a
+    NUL character."""
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
     except (UnicodeDecodeError, ValueError):
         return None
     fields = dict(pairs)
-    return fields if len(fields) == len(pairs) and "\x00" not in body.decode() else None
+    if len(fields) != len(pairs) or any("\x00" in k or "\x00" in v for k, v in pairs):
+        return None  # PostgreSQL's text holds no NUL: no lookup may carry one
+    return fields
 
 
 @dataclass
