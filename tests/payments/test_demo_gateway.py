@@ -26,12 +26,17 @@ def _hidden_form(page: str) -> tuple[str, dict[str, str]]:
     return action, fields
 
 
-@pytest.mark.parametrize(("action", "state", "credits"), [("pay", "paid", 500_000_000), ("fail", "failed", 0), ("cancel", "cancelled", 0)])
+@pytest.mark.parametrize(
+    ("action", "state", "credits"),
+    [("pay", "paid", 500_000_000), ("fail", "failed", 0), ("cancel", "cancelled", 0)],
+)
 async def test_a_person_pays_fails_or_cancels_on_the_demo_page(
     client: httpx.AsyncClient, signup, books: Books, action: str, state: str, credits: int
 ) -> None:
     buyer = await signup()
-    started = await client.post("/v1/billing/checkout", json={"pack": "credits-500"}, headers=buyer.headers)
+    started = await client.post(
+        "/v1/billing/checkout", json={"pack": "credits-500"}, headers=buyer.headers
+    )
     assert started.status_code == 201, started.text
     assert started.json()["order"]["gateway"] == "demo"
     page_path = urlsplit(started.json()["gateway_url"]).path
@@ -53,14 +58,20 @@ async def test_a_person_pays_fails_or_cancels_on_the_demo_page(
     await books.assert_balanced()
 
 
-async def test_a_tampered_demo_notification_is_refused(client: httpx.AsyncClient, signup, books: Books) -> None:
+async def test_a_tampered_demo_notification_is_refused(
+    client: httpx.AsyncClient, signup, books: Books
+) -> None:
     buyer = await signup()
-    started = await client.post("/v1/billing/checkout", json={"pack": "credits-500"}, headers=buyer.headers)
+    started = await client.post(
+        "/v1/billing/checkout", json={"pack": "credits-500"}, headers=buyer.headers
+    )
     page_path = urlsplit(started.json()["gateway_url"]).path
     chosen = await client.post(page_path, content=urlencode({"action": "cancel"}), headers=FORM)
     _, fields = _hidden_form(chosen.text)
     forged = {**fields, "status": "VALID", "val_id": "x"}
-    answer = await client.post("/v1/payments/sslcommerz/ipn", content=urlencode(forged), headers=FORM)
+    answer = await client.post(
+        "/v1/payments/sslcommerz/ipn", content=urlencode(forged), headers=FORM
+    )
     assert answer.json() == {"status": "forged", "result": None}
     assert await books.entries(workspace(buyer), EntryKind.PURCHASE) == []
     await books.assert_balanced()
@@ -78,23 +89,42 @@ async def test_checkout_refusals_are_typed(client: httpx.AsyncClient, signup, te
     ]
     for body, status, code in cases:
         response = await client.post("/v1/billing/checkout", json=body, headers=buyer.headers)
-        assert (response.status_code, response.json()["error"]["code"]) == (status, code), (body, response.text)
+        assert (response.status_code, response.json()["error"]["code"]) == (status, code), (
+            body,
+            response.text,
+        )
     workspace_id, members = await team()
     member = await client.post(
-        "/v1/billing/checkout", json={"pack": "credits-500"}, headers=members["member"].in_workspace(workspace_id)
+        "/v1/billing/checkout",
+        json={"pack": "credits-500"},
+        headers=members["member"].in_workspace(workspace_id),
     )
     assert member.status_code == 403
 
 
-async def test_notifications_that_are_not_forms_are_refused_quietly(client: httpx.AsyncClient) -> None:
-    for body in (b"", b"\xff\xfe", b"a=1&a=2", b"%00=1", b"status=VALID&tran_id=x\x00", b"tran_id=%00"):
+async def test_notifications_that_are_not_forms_are_refused_quietly(
+    client: httpx.AsyncClient,
+) -> None:
+    for body in (
+        b"",
+        b"\xff\xfe",
+        b"a=1&a=2",
+        b"%00=1",
+        b"status=VALID&tran_id=x\x00",
+        b"tran_id=%00",
+        "verify_key=a&a=1&verify_sign=é".encode(),
+    ):
         answer = await client.post("/v1/payments/sslcommerz/ipn", content=body, headers=FORM)
         assert answer.status_code == 200 and answer.json()["status"] in ("forged", "replayed"), body
-        back = await client.post("/v1/payments/sslcommerz/return/success", content=body, headers=FORM)
+        back = await client.post(
+            "/v1/payments/sslcommerz/return/success", content=body, headers=FORM
+        )
         assert back.status_code == 303 and back.headers["location"].endswith("state=unknown")
 
 
-async def test_the_catalogue_serves_plan_prices_and_packs(client: httpx.AsyncClient, signup) -> None:
+async def test_the_catalogue_serves_plan_prices_and_packs(
+    client: httpx.AsyncClient, signup
+) -> None:
     buyer = await signup()
     body = (await client.get("/v1/billing/catalogue", headers=buyer.headers)).json()
     plans = {p["id"]: p for p in body["plans"]}

@@ -77,7 +77,11 @@ def verify_sign(fields: Mapping[str, str], store_password: str) -> bool:
     """Whether a posted notification was signed with this store's password (raw strings)."""
     text = signed_string(fields, store_password)
     sign = fields.get("verify_sign", "")
-    return text is not None and bool(sign) and hmac.compare_digest(_md5(text), sign.lower())
+    return (
+        text is not None
+        and bool(sign)
+        and hmac.compare_digest(_md5(text).encode(), sign.lower().encode())
+    )
 
 
 def sign(fields: Mapping[str, str], store_password: str) -> dict[str, str]:
