@@ -74,10 +74,20 @@ async def test_renewals_extend_the_period_and_grant_each_period_once(
     assert renewal.status_code == 201, renewal.text
     payment = shop.fake.complete(renewal.json()["gateway_url"], "success")
     assert (await shop.fake.send_ipn(payment)).json()["result"] == "fulfilled"
+    sub = await _subscription(shop, buyer.headers)  # paid ahead: the period waits for its start
+    assert sub["current_period_end"].startswith("2027-01-01T12:00")
+    assert (sub["renewal"]["paid"], sub["renewal"]["due"]) == (True, False)
+    assert await _grants(books, buyer) == [*free, PRO_MONTH]
+    again = await shop.http.post("/v1/billing/subscription/renewal", headers=buyer.headers)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "renewal_already_paid"
+    clock["t"] = datetime(2027, 1, 1, 12, 1, tzinfo=UTC)
+    assert (await shop.payments.age_subscriptions())["renewed"] == 1
     sub = await _subscription(shop, buyer.headers)
+    assert sub["current_period_start"].startswith("2027-01-01T12:00")
     assert sub["current_period_end"].startswith("2027-02-01T12:00")
-    assert sub["state"] == "active"
+    assert (sub["state"], sub["renewal"]["paid"]) == ("active", False)
     assert await _grants(books, buyer) == [*free, PRO_MONTH, PRO_MONTH]
+    assert (await shop.payments.age_subscriptions())["renewed"] == 0
     keys = [e.idempotency_key for e in await books.entries(workspace(buyer), EntryKind.GRANT)][len(free):]
     assert len(set(keys)) == 2 and all(k.startswith(f"period:{sub['id']}:") for k in keys)
     await books.assert_balanced()
@@ -96,10 +106,14 @@ async def test_unused_period_credits_expire_when_the_next_period_is_granted(
     renewal = await shop.http.post("/v1/billing/subscription/renewal", headers=buyer.headers)
     payment = shop.fake.complete(renewal.json()["gateway_url"], "success")
     assert (await shop.fake.send_ipn(payment)).json()["result"] == "fulfilled"
+    assert await books.entries(workspace(buyer), EntryKind.EXPIRY) == []  # the period still runs
+    clock["t"] = datetime(2027, 1, 1, 12, 1, tzinfo=UTC)
+    await shop.payments.age_subscriptions()
     [expiry] = await books.entries(workspace(buyer), EntryKind.EXPIRY)
     assert expiry.amount == -(PRO_MONTH - 300_000_000)
     assert (await books.state(workspace(buyer))).balance == before - (PRO_MONTH - 300_000_000) + PRO_MONTH
-    await shop.fake.send_ipn(payment)  # a replay expires nothing more
+    await shop.fake.send_ipn(payment)  # a replay, another pass: nothing more expires
+    await shop.payments.age_subscriptions()
     assert len(await books.entries(workspace(buyer), EntryKind.EXPIRY)) == 1
     await books.assert_balanced()
 
@@ -225,6 +239,9 @@ async def test_a_downgrade_takes_effect_at_the_renewal(shop: Shop, signup, books
     renewal = await shop.http.post("/v1/billing/subscription/renewal", headers=headers)
     payment = shop.fake.complete(renewal.json()["gateway_url"], "success")
     assert (await shop.fake.send_ipn(payment)).json()["result"] == "fulfilled"
+    assert (await _subscription(shop, headers))["seats"] == 4  # until the period ends
+    clock["t"] = datetime(2027, 1, 1, 12, 1, tzinfo=UTC)
+    await shop.payments.age_subscriptions()
     sub = await _subscription(shop, headers)
     assert (sub["seats"], sub["next_seats"]) == (2, None)
     await books.assert_balanced()
@@ -239,6 +256,9 @@ async def test_two_plan_orders_paid_one_after_the_other_add_up(shop: Shop, signu
     for started in (first, second):
         payment = shop.fake.complete(started["gateway_url"], "success")
         assert (await shop.fake.send_ipn(payment)).json()["result"] == "fulfilled"
+    assert (await _subscription(shop, buyer.headers))["renewal"]["paid"] is True
+    clock["t"] = datetime(2027, 1, 1, 12, 1, tzinfo=UTC)
+    await shop.payments.age_subscriptions()
     sub = await _subscription(shop, buyer.headers)
     assert (sub["current_period_start"][:16], sub["current_period_end"][:16]) == ("2027-01-01T12:00", "2027-02-01T12:00")
     assert len([g for g in await _grants(books, buyer) if g == PRO_MONTH]) == 2
@@ -253,6 +273,13 @@ async def test_the_period_keys_hold_on_the_real_clock(shop: Shop, signup, books:
     renewal = await shop.http.post("/v1/billing/subscription/renewal", headers=buyer.headers)
     payment = shop.fake.complete(renewal.json()["gateway_url"], "success")
     assert (await shop.fake.send_ipn(payment)).json()["result"] == "fulfilled"
+    async with books.sessionmaker.begin() as session:  # the period ends
+        await session.execute(
+            update(Subscription)
+            .where(Subscription.workspace_id == workspace(buyer))
+            .values(current_period_end=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    assert (await shop.payments.age_subscriptions())["renewed"] == 1
     assert [e.amount for e in await books.entries(workspace(buyer), EntryKind.EXPIRY)] == [-PRO_MONTH]
     await books.assert_balanced()
 

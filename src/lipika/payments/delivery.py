@@ -74,24 +74,58 @@ class Delivery:
                 billing, order, order.credits, f"order:{order.id}", f"upgrade, {order.tran_id}"
             )
             return
-        # While a subscription runs, a paid period follows the current one (a renewal, or a
-        # second plan order paid meanwhile: never a restart that would lose paid days).
-        renews = running
-        start = subscription.current_period_end if renews else now
-        assert start is not None
-        end = period_end(start, order.period)
+        if running:
+            # A paid period follows the current one (a renewal, or a second plan order paid
+            # meanwhile: never a restart that would lose paid days). Paid before the current
+            # period ends, it waits for that end (`roll_due`); paid after (in the grace
+            # period), it starts at once, from that end.
+            if now < subscription.current_period_end:
+                if subscription.renewal_order_id is not None:
+                    await self.roll(session, billing, subscription, now)  # the one waiting
+                if now < subscription.current_period_end:
+                    subscription.renewal_order_id = order.id
+                    subscription.updated_at = now
+                    order.subscription_id = subscription.id
+                    order.period_start = subscription.current_period_end
+                    order.period_end = period_end(order.period_start, order.period)
+                    return
+            await self._start_period(session, billing, subscription, order, now, renews=True)
+            return
+        wallet = await LedgerRepository(session).wallet(order.workspace_id)
         if subscription is None:
-            wallet = await LedgerRepository(session).wallet(order.workspace_id)
             subscription = Subscription(
-                id=uuid.uuid4(),
-                workspace_id=order.workspace_id,
-                free_allowance_due=bool(wallet and wallet.allowance_due),
-                created_at=now,
+                id=uuid.uuid4(), workspace_id=order.workspace_id, created_at=now
             )
             session.add(subscription)
-        elif not running:
-            wallet = await LedgerRepository(session).wallet(order.workspace_id)
-            subscription.free_allowance_due = bool(wallet and wallet.allowance_due)
+        subscription.free_allowance_due = bool(wallet and wallet.allowance_due)
+        await self._start_period(session, billing, subscription, order, now, renews=False)
+
+    async def roll(
+        self,
+        session: AsyncSession,
+        billing: BillingService,
+        subscription: Subscription,
+        now: datetime,
+    ) -> None:
+        """Starts the period a renewal paid ahead for (its order waits on the subscription)."""
+        order = await PaymentsRepository(session).order(subscription.renewal_order_id)
+        subscription.renewal_order_id = None
+        if order is not None:
+            await self._start_period(session, billing, subscription, order, now, renews=True)
+
+    async def _start_period(
+        self,
+        session: AsyncSession,
+        billing: BillingService,
+        subscription: Subscription,
+        order: Order,
+        now: datetime,
+        *,
+        renews: bool,
+    ) -> None:
+        assert order.period is not None
+        start = subscription.current_period_end if renews else now
+        end = period_end(start, order.period)
         if renews:
             # The period that ends gives way to this one: what is left of its credits expires.
             ended = subscription.current_period_start.isoformat()

@@ -71,6 +71,7 @@ def subscription_out(payments: Payments, sub: Subscription, now: datetime) -> Su
             quote = payments.quote(offer, sub, now)
             renewal = RenewalOut(
                 due=payments.renewal_due(sub, now),
+                paid=sub.renewal_order_id is not None,
                 plan=quote.item,
                 period=quote.period or sub.period,
                 seats=quote.seats,
@@ -155,6 +156,11 @@ async def renew(me: CurrentMember, session: SessionDep, payments: PaymentsDep) -
     sub = await payments.subscription(me.workspace_id)
     if sub is None or sub.state.value not in ("active", "past_due"):
         raise SubscriptionConflict("this workspace has no subscription to renew; check out a plan")
+    if sub.renewal_order_id is not None:
+        raise SubscriptionConflict(
+            "the next period is already paid; it starts when this one ends",
+            code="renewal_already_paid",
+        )
     offer = payments.renewal_offer(sub)
     members = len(await WorkspaceRepository(session).members(me.workspace_id))
     await session.commit()

@@ -98,6 +98,8 @@ class Subscription(IdMixin, CreatedAtMixin, Base):
     # Take effect at period end: a downgrade, fewer seats, or a cancellation.
     next_plan: Mapped[str | None] = mapped_column(String(50))
     next_seats: Mapped[int | None] = mapped_column(Integer)
+    # A renewal paid before the current period ends: its period starts at that end.
+    renewal_order_id: Mapped[uuid.UUID | None]
     # Whether the wallet's calendar-month allowance was due before the subscription started,
     # so that the workspace returns to exactly that on expiry.
     free_allowance_due: Mapped[bool] = mapped_column(default=False)

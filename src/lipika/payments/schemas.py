@@ -62,6 +62,7 @@ class OrderList(BaseModel):
 
 class RenewalOut(BaseModel):
     due: bool = Field(description="the period ends soon (or has ended): time to renew")
+    paid: bool = Field(description="the next period is paid; it starts when this one ends")
     plan: str
     period: str
     seats: int

@@ -339,8 +339,10 @@ class Payments:
     # -- subscriptions ----------------------------------------------------------------------
 
     def renewal_due(self, subscription: Subscription, now: datetime) -> bool:
-        return subscription.state in (SubscriptionState.ACTIVE, SubscriptionState.PAST_DUE) and (
-            now >= subscription.current_period_end - self.renewal_notice
+        return (
+            subscription.renewal_order_id is None
+            and subscription.state in (SubscriptionState.ACTIVE, SubscriptionState.PAST_DUE)
+            and now >= subscription.current_period_end - self.renewal_notice
         )
 
     async def subscription(self, workspace_id: uuid.UUID) -> Subscription | None:
@@ -383,12 +385,18 @@ class Payments:
         return subscription
 
     async def age_subscriptions(self) -> dict[str, int]:
-        """Periodic: ended periods go past due (cancelled ones expire); past the grace period,
-        expired, and the workspace returns to the free plan. No credits are taken."""
+        """Periodic: a period paid ahead starts when the current one ends; an unpaid ended
+        period goes past due (a cancelled one expires); past the grace period, expired, and
+        the workspace returns to the free plan. No credits are taken on expiry."""
         now = self.clock()
-        report = {"past_due": 0, "expired": 0}
+        report = {"renewed": 0, "past_due": 0, "expired": 0}
         async with self.sessionmaker.begin() as session:
             repo = PaymentsRepository(session)
+            billing = BillingService(session, self.plans)
+            for sub in await repo.subscriptions_due(RUNNING, now, 200):
+                if sub.renewal_order_id is not None:  # paid ahead: its period starts now
+                    await self.delivery.roll(session, billing, sub, now)
+                    report["renewed"] += 1
             for sub in await repo.subscriptions_due((SubscriptionState.ACTIVE,), now, 200):
                 sub.state = SubscriptionState.PAST_DUE
                 sub.updated_at = now
@@ -397,7 +405,6 @@ class Payments:
                 *await repo.subscriptions_due((SubscriptionState.CANCELLED,), now, 200),
                 *await repo.subscriptions_due((SubscriptionState.PAST_DUE,), now - self.grace, 200),
             ]
-            billing = BillingService(session, self.plans)
             for sub in ended:
                 if (
                     sub.state == SubscriptionState.PAST_DUE

@@ -117,6 +117,7 @@ def upgrade() -> None:
         sa.Column("current_period_end", UTC, nullable=False),
         sa.Column("next_plan", sa.String(length=50), nullable=True),
         sa.Column("next_seats", sa.Integer(), nullable=True),
+        sa.Column("renewal_order_id", sa.Uuid(), nullable=True),
         sa.Column("free_allowance_due", sa.Boolean(), nullable=False),
         sa.Column("updated_at", UTC, nullable=False),
         sa.ForeignKeyConstraint(
