@@ -120,7 +120,11 @@ class Inbox:
         async with self.sessionmaker.begin() as session:
             delivery_id = await DeliveryRepository(session).store_once(
                 source=source_name,
-                delivery_key=inbound.key[:200],
+                # A delivery that does not verify never takes a genuine one's key (a forger who
+                # knows the next delivery id must not make the real delivery a "replay").
+                delivery_key=(inbound.key if intake == ACCEPTED else f"{intake}:{body_key(body)}")[
+                    :200
+                ],
                 body=stored_text(body),
                 headers=dict(inbound.headers),
                 received_at=self.clock(),
