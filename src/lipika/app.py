@@ -39,9 +39,11 @@ from lipika.mail.mailer import build_mailer
 from lipika.openapi import install_openapi, operation_id
 from lipika.ops.alarms import InvariantCheck, register_invariant_checks
 from lipika.ops.endpoints import router as ops_router
-from lipika.ops.metrics import MeterEvents, Metrics, serve_metrics
+from lipika.ops.metrics import MeterEvents, Metrics, WebhookEvents, serve_metrics
 from lipika.ops.providers import observe_providers
 from lipika.ops.tracing import Tracing
+from lipika.payments.endpoints import router as payments_router
+from lipika.payments.tasks import build_payments, register_payment_tasks
 from lipika.periodic import PeriodicTasks, lock_name
 from lipika.providers.registry import build_registry
 from lipika.providers.speech import build_transcription_registry
@@ -53,6 +55,7 @@ from lipika.speech.service import Draining
 from lipika.speech.tickets import Tickets
 from lipika.threads.endpoints import router as threads_router
 from lipika.threads.leases import RunLeases, register_step_holds
+from lipika.webhooks.service import Inbox
 from lipika.workspaces.endpoints import router as workspaces_router
 
 log = structlog.get_logger()
@@ -128,6 +131,15 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         )
         idempotency = IdempotencyStore.for_settings(settings, engine)
         periodic.register("idempotency", idempotency.purge_expired)
+        inbox = Inbox(sessionmaker, WebhookEvents(metrics))  # every inbound webhook source
+        payments = build_payments(
+            settings,
+            sessionmaker,
+            meter.plans,
+            inbox,
+            lambda kind, state: metrics.payments.labels(kind, state).inc(),
+        )
+        register_payment_tasks(periodic, payments, inbox, settings)
         loop = asyncio.create_task(
             periodic.run_forever(redis, settings.reconcile_interval_seconds, metrics.reconciled),
             name="reconcile",
@@ -163,6 +175,8 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
                 "transcribers": transcribers,
                 "stt_tickets": stt_tickets,
                 "draining": draining,
+                "inbox": inbox,
+                "payments": payments,
             }
         finally:
             if metrics_server is not None:
@@ -172,6 +186,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
             draining.uninstall()
             await mailer.aclose()
             await transcribers.aclose()
+            await payments.gateway.aclose()
             await agent.aclose()  # each stopped run releases its thread ...
             await run_leases.aclose()  # ... and this frees any this process still holds
             await meter.aclose()
@@ -200,6 +215,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         workspaces_router,
         api_keys_router,
         billing_router,
+        payments_router,
         chat_router,
         threads_router,
         speech_router,

@@ -32,12 +32,14 @@ operators_cli = typer.Typer(
     no_args_is_help=True, help="Name the platform operators (who may mint credits over HTTP)."
 )
 users_cli = typer.Typer(no_args_is_help=True, help="Support actions on accounts.")
+payments_cli = typer.Typer(no_args_is_help=True, help="Refund or approve paid orders.")
 cli.add_typer(credits_cli, name="credits")
 cli.add_typer(plans_cli, name="plans")
 cli.add_typer(ledger_cli, name="ledger")
 cli.add_typer(checkpoints_cli, name="checkpoints")
 cli.add_typer(operators_cli, name="operators")
 cli.add_typer(users_cli, name="users")
+cli.add_typer(payments_cli, name="payments")
 
 EmailOpt = typer.Option(None, "--email", help="The user whose personal workspace is meant.")
 WorkspaceOpt = typer.Option(None, "--workspace", help="A workspace id.")
@@ -201,6 +203,41 @@ def users_verify(email: str = typer.Option(..., "--email")) -> None:
     link would (the free plan's credits, the first time)."""
     first = _run_identity(lambda ids: ids.verify(email))
     typer.echo(f"{email} is verified" + ("" if first else " (already; nothing changed)"))
+
+
+@payments_cli.command("refund")
+def payments_refund(
+    order: str = typer.Option(..., "--order", help="The order's id or tran_id."),
+    reason: str = typer.Option(..., "--reason", help="Sent to the gateway as the remarks."),
+) -> None:
+    """Refund an order through the gateway and take back its credits (what is left of them)."""
+    done = _run_payments(lambda p, o: p.refund(o.id, reason), order)
+    typer.echo(f"order {done.tran_id} refunded (gateway status: {done.refund_status})")
+
+
+@payments_cli.command("approve")
+def payments_approve(
+    order: str = typer.Option(..., "--order", help="The order's id or tran_id."),
+) -> None:
+    """Deliver a payment held for its risk level (after checking it with the gateway)."""
+    done = _run_payments(lambda p, o: p.approve(o.id), order)
+    typer.echo(f"order {done.tran_id} approved and delivered")
+
+
+def _run_payments(action: Callable[[Any, Any], Awaitable[T]], order: str) -> T:
+    from lipika.payments.commands import connect, find_order
+
+    settings = _settings()
+
+    async def main() -> T:
+        await preflight.check_stores(settings)
+        async with connect(settings) as payments:
+            return await action(payments, await find_order(payments, order))
+
+    try:
+        return asyncio.run(main())
+    except LipikaError as exc:
+        _fail(f"{exc.code}: {exc.message}")
 
 
 def _post(

@@ -124,6 +124,17 @@ class Settings(BaseSettings):
     stt_close_timeout_seconds: float = Field(10, gt=0)
     stt_ticket_ttl_seconds: int = Field(60, ge=5, le=600)
     stt_max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    # Payments (SSLCommerz). Without a store id: the local demo gateway (never in production).
+    sslcommerz_store_id: str | None = Field(None, min_length=1, max_length=100)
+    sslcommerz_store_password: SecretStr | None = None
+    sslcommerz_sandbox: bool = True
+    sslcommerz_base_url: str | None = None
+    public_api_url: str = "http://127.0.0.1:8000"
+    payment_return_url: str | None = None
+    payment_recheck_after_seconds: float = Field(300, gt=0)
+    payment_order_expiry_seconds: float = Field(24 * 3600, gt=0)
+    subscription_grace_seconds: float = Field(7 * 24 * 3600, ge=0)
+    subscription_renewal_notice_seconds: float = Field(3 * 24 * 3600, ge=0)
 
     @field_validator(
         "login_failure_limits_per_account",
@@ -185,6 +196,19 @@ class Settings(BaseSettings):
                 "with `lipika operators add --email X` (the address must be verified)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _sslcommerz_store_is_whole(self) -> Settings:
+        if bool(self.sslcommerz_store_id) != bool(self.sslcommerz_store_password):
+            raise ValueError(
+                "LIPIKA_SSLCOMMERZ_STORE_ID and LIPIKA_SSLCOMMERZ_STORE_PASSWORD go together"
+            )
+        return self
+
+    @property
+    def payment_return_link(self) -> str:
+        """Where the buyer's browser lands after the gateway (the front end's page)."""
+        return self.payment_return_url or self.app_link("/billing/return")
 
     @model_validator(mode="after")
     def _one_kind_of_smtp_tls(self) -> Settings:

@@ -5,7 +5,9 @@ from lipika.auth.models import AuthSession, EmailToken, Operator, RefreshToken, 
 from lipika.billing.models import Hold, LedgerEntry, MemberCap, UsageCounter, Wallet
 from lipika.db import Base
 from lipika.idempotency.models import IdempotencyRecord
+from lipika.payments.models import Order, Subscription
 from lipika.threads.models import Thread
+from lipika.webhooks.models import WebhookDelivery
 from lipika.workspaces.models import Invitation, Membership, Workspace
 
 __all__ = [
@@ -20,9 +22,12 @@ __all__ = [
     "MemberCap",
     "Membership",
     "Operator",
+    "Order",
     "RefreshToken",
+    "Subscription",
     "Thread",
     "UsageCounter",
+    "WebhookDelivery",
     "User",
     "Wallet",
     "Workspace",

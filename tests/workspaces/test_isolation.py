@@ -41,6 +41,13 @@ PUBLIC_PATHS = {
     # Deliberately public, for the scraper: per-process counters with bounded labels and no
     # ids (tests/ops/test_metrics.py); production serves them on a port of their own.
     "/metrics",
+    # Deliberately public: the payment gateway's notifications and the buyer's browser back
+    # from it (cross-site form POSTs, no credentials); each is trusted only by its signature
+    # and the gateway's validation of the order (tests/payments). The demo gateway's hosted
+    # page stands in for the gateway's own (404 unless the demo gateway is in use).
+    "/v1/payments/sslcommerz/ipn",
+    "/v1/payments/sslcommerz/return/{outcome}",
+    "/v1/payments/demo/{session_key}",
 }
 # Routes known today: the enumeration must find at least these, or it is broken.
 KNOWN_WORKSPACE_ROUTES = {
@@ -76,6 +83,9 @@ SAMPLE_BODIES: dict[str, dict] = {
     "ApiKeyCreate": {"name": "intruder"},
     "LogoutRequest": {"all_sessions": True},
     "MemberCapIn": {"monthly_credits": 0},
+    "CheckoutIn": {"pack": "credits-500"},
+    "SubscriptionChange": {"seats": 1},
+    "RefundIn": {"reason": "intruder refund"},
 }
 _PARAM = re.compile(r"{(\w+)(?::[^}]*)?}")
 

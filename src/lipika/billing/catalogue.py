@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Protocol
 
 from lipika.billing.errors import UnknownPrice
-from lipika.billing.plans import Plan
+from lipika.billing.plans import PERIODS, Plan, PlanCatalogue
 from lipika.billing.pricebook import TOKEN_BLOCK, TOKEN_UNITS, Price, PriceBook
-from lipika.billing.schemas import SkuOut
+from lipika.billing.schemas import PackOut, PlanOfferOut, SkuOut
 from lipika.errors import LipikaError
 from lipika.providers.chat import ChatProvider
 
@@ -57,4 +57,31 @@ def catalogue_entries(price_book: PriceBook, plan: Plan) -> list[SkuOut]:
             daily_units=plan.unit_limit_for(price),
         )
         for price in prices
+    ]
+
+
+def plans_on_sale(plans: PlanCatalogue) -> list[PlanOfferOut]:
+    """The plans with a price, lowest rank first, for the front end's pricing page."""
+    sold = sorted((p for p in plans.plans.values() if p.sold), key=lambda p: p.rank)
+    return [
+        PlanOfferOut(
+            id=plan.name,
+            label=plan.label,
+            prices=dict(plan.prices),
+            seat_prices=dict(plan.seat_prices),
+            credits_per_period={
+                period: plan.credits_for(period, 1)
+                for period in PERIODS
+                if plan.price_for(period, 1) is not None
+            },
+            rank=plan.rank,
+        )
+        for plan in sold
+    ]
+
+
+def packs_on_sale(plans: PlanCatalogue) -> list[PackOut]:
+    return [
+        PackOut(id=pack.name, label=pack.label, price=pack.price, credits=pack.credits)
+        for pack in plans.packs.values()
     ]

@@ -9,7 +9,7 @@ from fastapi import Query, status
 
 from lipika.auth.dependencies import CurrentMember, PathMember, Principal
 from lipika.auth.repository import AuthRepository
-from lipika.billing.catalogue import catalogue_entries
+from lipika.billing.catalogue import catalogue_entries, packs_on_sale, plans_on_sale
 from lipika.billing.dependencies import BillingDep, MeterDep
 from lipika.billing.models import EntryKind
 from lipika.billing.plans import DEFAULT_PLAN
@@ -230,7 +230,9 @@ def _positive_micro(credits: Decimal) -> int:
 @router.get("/v1/billing/catalogue", response_model=CatalogueOut)
 async def catalogue(me: CurrentMember, billing: BillingDep, meter: MeterDep) -> CatalogueOut:
     """Every SKU of the price book (models, tools, images, video, research, speech) with its
-    units and prices, and whether the plan of the workspace this request acts in allows it."""
+    units and prices, and whether the plan of the workspace this request acts in allows it;
+    and what is sold: the plans' prices (BDT, per month and per year; per seat for team plans)
+    and the credit packs."""
     wallet = await billing.wallet(me.workspace_id)
     plan = meter.plans.get(wallet.plan) or meter.plans.get(DEFAULT_PLAN)
     assert plan is not None  # the catalogue refuses to load without the default plan
@@ -238,4 +240,6 @@ async def catalogue(me: CurrentMember, billing: BillingDep, meter: MeterDep) -> 
         price_version=meter.price_book.version,
         plan=plan.name,
         data=catalogue_entries(meter.price_book, plan),
+        plans=plans_on_sale(meter.plans),
+        packs=packs_on_sale(meter.plans),
     )

@@ -14,11 +14,15 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from lipika.billing.pricebook import Price, PriceBook
 from lipika.kit.money import to_micro
+
+PERIODS = {"month": 1, "year": 12}  # months in each billing period
+CURRENCY = "BDT"
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "plans.toml"
 DEFAULT_PLAN = "free"
@@ -60,6 +64,32 @@ class Plan:
     refuse: frozenset[str] = frozenset()  # entries or kinds refused
     daily_units: Mapping[str, int] = field(default_factory=dict)  # per member and entry
     rate_limits: RateLimits = RateLimits()
+    prices: Mapping[str, int] = field(default_factory=dict)  # paisa per period, flat
+    seat_prices: Mapping[str, int] = field(default_factory=dict)  # paisa per seat and period
+    credits_per_seat: int = 0  # micro-credits per seat and month
+    rank: int = 0  # upgrades go up the ranks, downgrades down
+
+    @property
+    def sold(self) -> bool:
+        return bool(self.prices or self.seat_prices)
+
+    @property
+    def per_seat(self) -> bool:
+        return bool(self.seat_prices)
+
+    def price_for(self, period: str, seats: int = 1) -> int | None:
+        """What one period costs, in paisa (None: not sold for that period)."""
+        if self.per_seat:
+            each = self.seat_prices.get(period)
+            return None if each is None else each * seats
+        return self.prices.get(period)
+
+    def credits_for(self, period: str, seats: int = 1) -> int:
+        """The credits one paid period grants, in micro-credits."""
+        months = PERIODS[period]
+        if self.per_seat:
+            return self.credits_per_seat * seats * months
+        return self.monthly_credits * months
 
     def allows(self, name: str, kind: str = "model") -> bool:
         """Whether the plan includes the entry `name` of kind `kind`."""
@@ -91,9 +121,20 @@ per API key (see `RateLimits`)."""
         return self.daily_units.get(price.name)
 
 
+@dataclass(frozen=True, slots=True)
+class Pack:
+    """One-off credits for a price."""
+
+    name: str
+    label: str
+    credits: int  # micro-credits
+    price: int  # paisa
+
+
 @dataclass(frozen=True)
 class PlanCatalogue:
     plans: Mapping[str, Plan]
+    packs: Mapping[str, Pack] = field(default_factory=dict)
 
     def get(self, name: str) -> Plan | None:
         return self.plans.get(name)
@@ -114,7 +155,10 @@ class PlanCatalogue:
         }
         if DEFAULT_PLAN not in plans:
             raise PlanCatalogueError(f"the catalogue needs a {DEFAULT_PLAN!r} plan")
-        return cls(plans)
+        if plans[DEFAULT_PLAN].sold:
+            raise PlanCatalogueError(f"the {DEFAULT_PLAN!r} plan cannot have a price")
+        packs = {name: _pack(name, spec) for name, spec in data.get("packs", {}).items()}
+        return cls(plans, packs)
 
 
 def _plan(name: str, spec: Mapping[str, Any], price_book: PriceBook) -> Plan:
@@ -148,6 +192,19 @@ def _plan(name: str, spec: Mapping[str, Any], price_book: PriceBook) -> Plan:
         raise PlanCatalogueError(f"plan {name!r}: {exc}") from None
     if monthly < 0 or (cap is not None and cap < 0):
         raise PlanCatalogueError(f"plan {name!r}: negative amounts are not allowed")
+    prices = _period_prices(name, "price", spec)
+    seat_prices = _period_prices(name, "seat_price", spec)
+    if prices and seat_prices:
+        raise PlanCatalogueError(f"plan {name!r}: a price or a seat_price, not both")
+    try:
+        per_seat = to_micro(spec.get("credits_per_seat", 0))
+    except ValueError as exc:
+        raise PlanCatalogueError(f"plan {name!r}: {exc}") from None
+    if per_seat < 0 or (per_seat and not seat_prices):
+        raise PlanCatalogueError(f"plan {name!r}: credits_per_seat needs a seat_price")
+    rank = spec.get("rank", 0)
+    if not isinstance(rank, int) or isinstance(rank, bool):
+        raise PlanCatalogueError(f"plan {name!r}: rank must be a whole number")
     return Plan(
         rate_limits=_rate_limits(name, spec.get("rate_limits", {})),
         name=name,
@@ -159,6 +216,41 @@ def _plan(name: str, spec: Mapping[str, Any], price_book: PriceBook) -> Plan:
         allow=gates["allow"],
         refuse=gates["refuse"],
         daily_units=units,
+        prices=prices,
+        seat_prices=seat_prices,
+        credits_per_seat=per_seat,
+        rank=rank,
+    )
+
+
+def to_paisa(amount: Any, what: str) -> int:
+    """BDT as written in the data file (a number or a decimal string) to whole paisa."""
+    try:
+        value = Decimal(str(amount)) * 100
+    except (InvalidOperation, ValueError):
+        raise PlanCatalogueError(f"{what}: {amount!r} is not an amount of BDT") from None
+    if value != value.to_integral_value() or value <= 0 or isinstance(amount, bool):
+        raise PlanCatalogueError(f"{what}: {amount!r} must be positive, to the paisa")
+    return int(value)
+
+
+def _period_prices(name: str, key: str, spec: Mapping[str, Any]) -> dict[str, int]:
+    prices = dict(spec.get(key, {}))
+    unknown = set(prices) - set(PERIODS)
+    if unknown:
+        raise PlanCatalogueError(f"plan {name!r}: {key} periods are month and year, not {unknown}")
+    return {period: to_paisa(v, f"plan {name!r} {key}.{period}") for period, v in prices.items()}
+
+
+def _pack(name: str, spec: Mapping[str, Any]) -> Pack:
+    try:
+        credits = to_micro(spec["credits"])
+    except (KeyError, ValueError) as exc:
+        raise PlanCatalogueError(f"pack {name!r}: credits: {exc}") from None
+    if credits <= 0 or "price" not in spec:
+        raise PlanCatalogueError(f"pack {name!r} needs positive credits and a price")
+    return Pack(
+        name, str(spec.get("label", name)), credits, to_paisa(spec["price"], f"pack {name!r}")
     )
 
 

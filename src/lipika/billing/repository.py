@@ -90,6 +90,18 @@ class LedgerRepository:
         )
         return result.rowcount == 1
 
+    async def set_subscribed_plan(
+        self, workspace_id: uuid.UUID, plan: str, *, allowance_due: bool
+    ) -> bool:
+        """Puts the wallet on a plan that a subscription pays for (its periods grant the
+        credits, so the calendar-month allowance is off), or back on the free plan."""
+        result = await self.db.execute(
+            update(wallets)
+            .where(wallets.c.workspace_id == workspace_id)
+            .values(plan=plan, allowance_due=allowance_due)
+        )
+        return result.rowcount == 1
+
     async def make_allowance_due(self, workspace_id: uuid.UUID) -> str | None:
         """Marks the wallet's monthly allowance due; returns its plan (None: no such wallet)."""
         result = await self.db.execute(
@@ -183,6 +195,17 @@ class LedgerRepository:
             )
         ).one_or_none()
         return None if row is None else LedgerEntry(**row._mapping)
+
+    async def spent_since(self, workspace_id: uuid.UUID, since: datetime) -> int:
+        """Micro-credits charged for usage in the workspace from `since` on."""
+        total = await self.db.scalar(
+            select(func.coalesce(func.sum(-entries.c.amount), 0)).where(
+                entries.c.workspace_id == workspace_id,
+                entries.c.kind == EntryKind.USAGE,
+                entries.c.created_at >= since,
+            )
+        )
+        return int(total or 0)
 
     async def append_entry(self, **values: Any) -> int:
         result = await self.db.execute(insert(entries).values(**values).returning(entries.c.id))

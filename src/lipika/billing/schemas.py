@@ -98,7 +98,29 @@ class SkuOut(BaseModel):
     daily_units: int | None = Field(description="the plan's daily units per member")
 
 
+class PlanOfferOut(BaseModel):
+    id: str
+    label: str
+    currency: str = "BDT"
+    prices: dict[str, int] = Field(description="paisa per period (`month`, `year`); flat plans")
+    seat_prices: dict[str, int] = Field(description="paisa per seat and period; team plans")
+    credits_per_period: dict[str, int] = Field(
+        description="micro-credits each paid period grants (per seat on a team plan)"
+    )
+    rank: int = Field(description="a higher rank is an upgrade (prorated now)")
+
+
+class PackOut(BaseModel):
+    id: str
+    label: str
+    currency: str = "BDT"
+    price: int = Field(description="paisa")
+    credits: int = Field(description="micro-credits")
+
+
 class CatalogueOut(BaseModel):
     price_version: str
     plan: str
     data: list[SkuOut]
+    plans: list[PlanOfferOut] = Field(description="the plans on sale, with their prices")
+    packs: list[PackOut] = Field(description="one-off credit packs")

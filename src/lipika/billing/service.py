@@ -55,6 +55,33 @@ class BillingService:
             raise WalletMissing("this workspace has no wallet")
         await self.grant_allowance(workspace_id, plan, utcnow())
 
+    async def follow_subscription(
+        self, workspace_id: uuid.UUID, plan: str, *, allowance_due: bool = False
+    ) -> None:
+        """The wallet's plan as a subscription sets it: the paid plan while it runs (its paid
+        periods grant the credits), the free plan and its former allowance once it expires."""
+        if not await self.repo.set_subscribed_plan(workspace_id, plan, allowance_due=allowance_due):
+            raise WalletMissing("this workspace has no wallet")
+        if allowance_due:
+            await self.grant_allowance(workspace_id, plan, utcnow())
+
+    async def expire_unused_grant(
+        self, workspace_id: uuid.UUID, grant_key: str, expiry_key: str, *, reason: str
+    ) -> int:
+        """Expires what is left of a period's grant, once (`expiry_key`): period credits are
+        spent before any others, so what is left is the grant less the usage since it, and
+        never more than is available. Returns the micro-credits expired."""
+        grant = await self.repo.entry_by_key(grant_key)
+        if grant is None or grant.amount <= 0:
+            return 0
+        spent = await self.repo.spent_since(workspace_id, grant.created_at)
+        state = await self.repo.wallet_state(workspace_id)
+        left = min(max(0, grant.amount - spent), state.available if state else 0)
+        if left <= 0:
+            return 0
+        await self.post(workspace_id, EntryKind.EXPIRY, -left, expiry_key, reason=reason)
+        return left
+
     async def grant_allowance(self, workspace_id: uuid.UUID, plan_name: str, now: datetime) -> None:
         """The plan's monthly credits, at most once per plan and calendar month (the key says so)."""
         plan = self.plans.get(plan_name)

@@ -127,6 +127,24 @@ class Metrics:
             ["check"],
             registry=r,
         )
+        self.webhook_deliveries = Counter(
+            "lipika_webhook_deliveries",
+            "Inbound webhook deliveries by source and intake (accepted, forged, replayed, stale).",
+            ["source", "intake"],
+            registry=r,
+        )
+        self.webhook_results = Counter(
+            "lipika_webhook_results",
+            "Accepted webhook deliveries by source and what handling them did.",
+            ["source", "result"],
+            registry=r,
+        )
+        self.payments = Counter(
+            "lipika_payment_orders",
+            "Payment orders by kind and the state they reached (pending, paid, held, ...).",
+            ["kind", "state"],
+            registry=r,
+        )
         self.invariant_checks = Counter(
             "lipika_invariant_checks",
             "Invariant checks this pod ran, by result.",
@@ -153,6 +171,19 @@ class Metrics:
     def reconciled(self, seconds: float, failed: bool) -> None:
         self.reconcile_runs.labels("failed" if failed else "ok").inc()
         self.reconcile_seconds.observe(seconds)
+
+
+class WebhookEvents:
+    """The inbox's observer: intake and handling results, by source."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def received(self, source: str, intake: str) -> None:
+        self.metrics.webhook_deliveries.labels(source, intake).inc()
+
+    def handled(self, source: str, result: str) -> None:
+        self.metrics.webhook_results.labels(source, result).inc()
 
 
 def serve_metrics(metrics: Metrics, port: int | None) -> WSGIServer | None:

@@ -16,6 +16,7 @@ from lipika.config import Settings
 from lipika.db import utcnow
 from lipika.errors import BadRequest, Conflict, Forbidden, NotFound
 from lipika.mail.mailer import Outbox
+from lipika.payments.seats import require_seat, seat_limit
 from lipika.workspaces import emails
 from lipika.workspaces.models import (
     Invitation,
@@ -128,8 +129,17 @@ class WorkspaceService:
             pending.status = InvitationStatus.REVOKED
             pending.responded_at = utcnow()
             await self.session.flush()
-        if any(user.email == email for _, user in await self.repo.members(actor.workspace_id)):
+        members = await self.repo.members(actor.workspace_id)
+        if any(user.email == email for _, user in members):
             raise Conflict("this person is already a member", code="already_member")
+        limit = await seat_limit(self.session, actor.workspace_id)
+        if limit is not None:
+            open_invitations = [
+                i
+                for i in await self.repo.invitations_of_workspace(actor.workspace_id)
+                if i.status is InvitationStatus.PENDING and i.expires_at > utcnow()
+            ]
+            require_seat(limit, len(members) + len(open_invitations))
         invitation = Invitation(
             workspace_id=actor.workspace_id,
             email=email,
@@ -200,6 +210,9 @@ class WorkspaceService:
             await self.repo.lock(invitation.workspace_id)
             if await self.repo.membership(invitation.workspace_id, user.id) is not None:
                 raise Conflict("you are already a member of this workspace", code="already_member")
+            # The invitation held a seat; fewer seats since (a renewal) may leave none for it.
+            members = await self.repo.members(invitation.workspace_id)
+            require_seat(await seat_limit(self.session, invitation.workspace_id), len(members))
             invitation.status = InvitationStatus.ACCEPTED
             await self.repo.add(
                 Membership(

@@ -1,7 +1,7 @@
 """gateway: stored answers of idempotency keys; API keys with an expiry, allowed models and a
 credit budget
 
-Revision ID: 0011
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-06
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
+revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,0 +1,1 @@
+"""Inbound webhooks: every callback verified, stored once, then handled (any source plugs in)."""
