@@ -55,7 +55,7 @@ from lipika.speech.service import Draining
 from lipika.speech.tickets import Tickets
 from lipika.threads.endpoints import router as threads_router
 from lipika.threads.leases import RunLeases, register_step_holds
-from lipika.webhooks.service import Inbox
+from lipika.inbox.service import Inbox
 from lipika.workspaces.endpoints import router as workspaces_router
 
 log = structlog.get_logger()

@@ -7,7 +7,7 @@ from lipika.db import Base
 from lipika.idempotency.models import IdempotencyRecord
 from lipika.payments.models import Order, Subscription
 from lipika.threads.models import Thread
-from lipika.webhooks.models import WebhookDelivery
+from lipika.inbox.models import WebhookDelivery
 from lipika.workspaces.models import Invitation, Membership, Workspace
 
 __all__ = [

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from lipika.payments.service import Payments
-from lipika.webhooks.service import Inbox
+from lipika.inbox.service import Inbox
 
 
 async def get_payments(request: Request) -> Payments:

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl
 
 from lipika.payments.service import Payments
 from lipika.payments.sslcommerz import verify_sign
-from lipika.webhooks.service import Delivery, Inbound, body_key
+from lipika.inbox.service import Delivery, Inbound, body_key
 
 IPN = "sslcommerz"
 BROWSER_RETURN = "sslcommerz_return"

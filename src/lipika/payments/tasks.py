@@ -23,7 +23,7 @@ from lipika.payments.sslcommerz import (
     SSLCommerzClient,
 )
 from lipika.periodic import PeriodicTasks
-from lipika.webhooks.service import Inbox
+from lipika.inbox.service import Inbox
 
 
 class NoGateway:

@@ -15,8 +15,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from lipika.webhooks.models import WebhookDelivery
-from lipika.webhooks.service import Delivery, Inbound, Inbox
+from lipika.inbox.models import WebhookDelivery
+from lipika.inbox.service import Delivery, Inbound, Inbox
 from tests.fixtures.ledger import Books
 
 SECRET = b"test-secret"

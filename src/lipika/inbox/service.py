@@ -23,7 +23,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lipika.db import utcnow
-from lipika.webhooks.repository import DeliveryRepository
+from lipika.inbox.repository import DeliveryRepository
 
 log = structlog.get_logger()
 

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from lipika.webhooks.models import WebhookDelivery
+from lipika.inbox.models import WebhookDelivery
 
 deliveries = WebhookDelivery.__table__
 
