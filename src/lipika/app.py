@@ -28,6 +28,8 @@ from lipika.config import Settings
 from lipika.db import create_engine, create_sessionmaker
 from lipika.errors import install_error_handlers
 from lipika.health import router as health_router
+from lipika.jobs.endpoints import router as jobs_router
+from lipika.jobs.setup import build_runner, register_adoption
 from lipika.kit.middleware import (
     BodySizeLimitMiddleware,
     GZipExceptStreams,
@@ -38,11 +40,11 @@ from lipika.mail.mailer import build_mailer
 from lipika.openapi import install_openapi, operation_id
 from lipika.ops.alarms import InvariantCheck, check_forever
 from lipika.ops.endpoints import router as ops_router
-from lipika.ops.metrics import MeterEvents, Metrics, serve_metrics
+from lipika.ops.metrics import JobMetrics, MeterEvents, Metrics, serve_metrics
 from lipika.ops.providers import observe_providers
 from lipika.ops.tracing import Tracing
 from lipika.periodic import PeriodicTasks
-from lipika.providers.registry import build_registry
+from lipika.providers.registry import build_media, build_registry
 from lipika.redis import create_redis
 from lipika.threads.endpoints import router as threads_router
 from lipika.threads.leases import RunLeases, register_step_holds
@@ -74,7 +76,9 @@ CORS_RESPONSE_HEADERS = [
 ]
 
 # Routes that answer with server-sent events (and so bypass GZip).
-STREAM_PATHS = re.compile(r"^/v1/(chat/completions|threads/[^/]+/messages)$")
+STREAM_PATHS = re.compile(
+    r"^/v1/(chat/completions|threads/[^/]+/messages|jobs/[^/]+/events|jobs/[^/]+/content)$"
+)
 
 
 def create_app(settings: Settings | None = None, tracing: Tracing | None = None) -> FastAPI:
@@ -104,8 +108,12 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         register_step_holds(meter.resolvers, sessionmaker, settings.run_lease_seconds)
         reconciler = Reconciler(meter, sessionmaker)
         mailer = build_mailer(settings)
+        media = build_media(settings)
+        jobs = build_runner(settings, sessionmaker, meter, redis, media, JobMetrics(metrics))
+        jobs.start()
         periodic = PeriodicTasks()  # each domain registers its periodic work here
         register_reconciliation(periodic, reconciler)
+        register_adoption(periodic, jobs)
         loop = asyncio.create_task(
             periodic.run_forever(redis, settings.reconcile_interval_seconds, metrics.reconciled),
             name="reconcile",
@@ -144,6 +152,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
                 "reconciler": reconciler,
                 "mailer": mailer,
                 "periodic": periodic,
+                "jobs": jobs,
             }
         finally:
             if metrics_server is not None:
@@ -152,6 +161,8 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
             for task in (loop, alarms):
                 await cancel_and_wait(task)
             await mailer.aclose()
+            await jobs.aclose()  # gives its leases up: another pod adopts the jobs at once
+            await media.aclose()
             await agent.aclose()  # each stopped run releases its thread ...
             await run_leases.aclose()  # ... and this frees any this process still holds
             await meter.aclose()
@@ -181,6 +192,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         billing_router,
         chat_router,
         threads_router,
+        jobs_router,
     )
     for router in routers:
         app.include_router(router)

@@ -4,6 +4,7 @@ from lipika.apikeys.models import ApiKey
 from lipika.auth.models import AuthSession, EmailToken, Operator, RefreshToken, User
 from lipika.billing.models import Hold, LedgerEntry, MemberCap, UsageCounter, Wallet
 from lipika.db import Base
+from lipika.jobs.models import Job
 from lipika.threads.models import Thread
 from lipika.workspaces.models import Invitation, Membership, Workspace
 
@@ -14,6 +15,7 @@ __all__ = [
     "EmailToken",
     "Hold",
     "Invitation",
+    "Job",
     "LedgerEntry",
     "MemberCap",
     "Membership",

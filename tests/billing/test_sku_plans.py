@@ -41,6 +41,8 @@ def test_a_plan_allows_and_refuses_by_entry_or_by_kind() -> None:
         "video.veo-3-fast",  # an entry beats its kind
         "image.gpt-image-1",
         "image.imagen-4",
+        "image.demo",
+        "image.gpt-image-2",
         "stt.realtime",
         "agent.calculator",
     }

@@ -76,6 +76,9 @@ SAMPLE_BODIES: dict[str, dict] = {
     "ApiKeyCreate": {"name": "intruder"},
     "LogoutRequest": {"all_sessions": True},
     "MemberCapIn": {"monthly_credits": 0},
+    "VideoParams": {"prompt": "intruder", "seconds": 1},
+    "JobCreate": {"kind": "image", "params": {"prompt": "intruder"}},
+    "ImageGenerationRequest": {"prompt": "intruder"},
 }
 _PARAM = re.compile(r"{(\w+)(?::[^}]*)?}")
 

@@ -11,7 +11,9 @@ from pydantic import SecretStr
 from lipika.config import Settings
 from lipika.providers.anthropic import AnthropicProvider
 from lipika.providers.base import ChatProvider
+from lipika.providers.capabilities import ImageProvider, VideoProvider
 from lipika.providers.demo import DemoProvider
+from lipika.providers.demo_media import DemoImageProvider, DemoVideoProvider
 from lipika.providers.gemini import GeminiProvider
 from lipika.providers.openai import OpenAIProvider
 from lipika.providers.xai import XAIProvider
@@ -39,6 +41,27 @@ def build_registry(settings: Settings) -> ProviderRegistry:
             "xai": XAIProvider(**_connection(settings, "xai")),
         }
     )
+
+
+@dataclass
+class MediaProviders:
+    """The image and video adapters by provider name: the demo always, the others when their
+    key is configured."""
+
+    image: dict[str, ImageProvider]
+    video: dict[str, VideoProvider]
+
+    async def aclose(self) -> None:
+        for provider in {*self.image.values(), *self.video.values()}:
+            await provider.aclose()
+
+
+def build_media(settings: Settings) -> MediaProviders:
+    work = settings.demo_job_seconds
+    media = MediaProviders(
+        image={"demo": DemoImageProvider(work / 4)}, video={"demo": DemoVideoProvider(work)}
+    )
+    return media
 
 
 def _connection(settings: Settings, name: str) -> dict[str, Any]:
