@@ -93,14 +93,14 @@ class DemoVideoProvider(VideoProvider):
         return Operation(op_id, progress=0)
 
     async def poll(self, operation_id: str) -> Operation:
-        started, seconds, resolution = self._parse(operation_id)
+        started, seconds, _ = self._parse(operation_id)
         elapsed = time.time() - started / 1000
         if elapsed < self.work_seconds:
             return Operation(operation_id, progress=min(99, int(100 * elapsed / self.work_seconds)))
         return Operation(
             operation_id,
             "succeeded",
-            units={f"video_seconds.{resolution}": seconds},
+            units={"video_seconds": seconds},
             result_url=operation_id,
             progress=100,
         )

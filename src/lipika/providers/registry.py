@@ -16,6 +16,7 @@ from lipika.providers.demo import DemoProvider
 from lipika.providers.demo_media import DemoImageProvider, DemoVideoProvider
 from lipika.providers.gemini import GeminiProvider
 from lipika.providers.openai import OpenAIProvider
+from lipika.providers.veo import VeoProvider
 from lipika.providers.xai import XAIProvider
 
 
@@ -61,6 +62,10 @@ def build_media(settings: Settings) -> MediaProviders:
     media = MediaProviders(
         image={"demo": DemoImageProvider(work / 4)}, video={"demo": DemoVideoProvider(work)}
     )
+    timeout = settings.provider_timeout_seconds
+    if settings.gemini_api_key is not None:
+        key = settings.gemini_api_key.get_secret_value()
+        media.video["gemini"] = VeoProvider(key, settings.gemini_base_url, timeout=timeout)
     return media
 
 

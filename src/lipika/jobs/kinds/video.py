@@ -98,12 +98,20 @@ class VideoKind(JobKind):
                     operation.error or "the provider failed the generation",
                 )
         media = await provider.download(operation)
-        return Done((Output(media.data, media.content_type),), dict(operation.units))
+        return Done((Output(media.data, media.content_type),), _usage(operation.units, job))
 
     async def cancel(self, job: Job) -> bool:
         if job.operation_id is None or job.provider not in self.providers:
             return False
         return await self.providers[job.provider].cancel(job.operation_id)
+
+
+def _usage(units: Mapping[str, int], job: Job) -> dict[str, int]:
+    """The seconds made, at the job's resolution: what the provider says, else the seconds
+    asked for times the videos it made (Veo reports samples, not seconds)."""
+    params = VideoParams.model_validate(job.params)
+    seconds = units.get("video_seconds", params.seconds * units.get("videos", 1))
+    return {f"video_seconds.{params.resolution}": seconds}
 
 
 def _parse(params: Mapping[str, Any]) -> VideoParams:
