@@ -19,6 +19,7 @@ from lipika.jobs.schemas import (
     ImageData,
     ImageGenerationRequest,
     ImagesResponse,
+    ImageTokens,
     ImageUsage,
     JobCreate,
     JobDoneEvent,
@@ -193,7 +194,14 @@ async def generate_images(
         data=data,
         output_format=content_type.partition("/")[2].partition("+")[0],
         usage=ImageUsage(
-            input_tokens=tokens_in, output_tokens=tokens_out, total_tokens=tokens_in + tokens_out
+            input_tokens=tokens_in,
+            input_tokens_details=ImageTokens(
+                text_tokens=usage.get("text_input_tokens", 0),
+                image_tokens=usage.get("image_input_tokens", 0),
+            ),
+            output_tokens=tokens_out,
+            output_tokens_details=ImageTokens(image_tokens=tokens_out),
+            total_tokens=tokens_in + tokens_out,
         )
         if tokens_in or tokens_out
         else None,

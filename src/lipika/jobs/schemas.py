@@ -163,9 +163,18 @@ class ImageData(BaseModel):
     url: str | None = None
 
 
+class ImageTokens(BaseModel):
+    text_tokens: int = 0
+    image_tokens: int = 0
+
+
 class ImageUsage(BaseModel):
+    """The provider's token usage, for token-billed models."""
+
     input_tokens: int = 0
+    input_tokens_details: ImageTokens = Field(default_factory=ImageTokens)
     output_tokens: int = 0
+    output_tokens_details: ImageTokens = Field(default_factory=ImageTokens)
     total_tokens: int = 0
 
 

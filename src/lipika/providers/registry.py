@@ -16,6 +16,7 @@ from lipika.providers.demo import DemoProvider
 from lipika.providers.demo_media import DemoImageProvider, DemoVideoProvider
 from lipika.providers.gemini import GeminiProvider
 from lipika.providers.openai import OpenAIProvider
+from lipika.providers.openai_images import OpenAIImageProvider
 from lipika.providers.veo import VeoProvider
 from lipika.providers.xai import XAIProvider
 
@@ -66,6 +67,14 @@ def build_media(settings: Settings) -> MediaProviders:
     if settings.gemini_api_key is not None:
         key = settings.gemini_api_key.get_secret_value()
         media.video["gemini"] = VeoProvider(key, settings.gemini_base_url, timeout=timeout)
+    if settings.openai_api_key is not None:
+        key = settings.openai_api_key.get_secret_value()
+        media.image["openai"] = OpenAIImageProvider(
+            key,
+            settings.openai_base_url,
+            timeout=timeout,
+            max_retries=settings.provider_max_retries,
+        )
     return media
 
 
