@@ -15,6 +15,10 @@ import obstore
 from obstore.store import LocalStore, from_url
 
 CHUNK = 256 * 1024
+# Options of the HTTP client rather than of the store (obstore takes them apart).
+CLIENT_OPTIONS = frozenset(
+    {"allow_http", "allow_invalid_certificates", "timeout", "connect_timeout", "proxy_url"}
+)
 
 
 class OutputStore:
@@ -25,7 +29,9 @@ class OutputStore:
     def open(cls, url: str | None, local_dir: Path, options: Mapping[str, str]) -> OutputStore:
         """`url` (s3://bucket/prefix, gs://..., file:///...) or the local directory."""
         if url:
-            return cls(from_url(url, **dict(options)))
+            config = {k: v for k, v in options.items() if k not in CLIENT_OPTIONS}
+            client = {k: _value(v) for k, v in options.items() if k in CLIENT_OPTIONS}
+            return cls(from_url(url, config=config or None, client_options=client or None))
         local_dir.mkdir(parents=True, exist_ok=True)
         return cls(LocalStore(local_dir.resolve(), mkdir=True))
 
@@ -40,3 +46,7 @@ class OutputStore:
     async def read(self, key: str) -> bytes:
         result = await obstore.get_async(self.store, key)
         return bytes(await result.bytes_async())
+
+
+def _value(text: str) -> str | bool:
+    return {"true": True, "false": False}.get(text.lower(), text)
