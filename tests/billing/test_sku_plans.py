@@ -43,6 +43,9 @@ def test_a_plan_allows_and_refuses_by_entry_or_by_kind() -> None:
         "image.imagen-4",
         "image.demo",
         "image.gpt-image-2",
+        "image.gemini-2.5-flash-image",
+        "image.gemini-3.1-flash-image",
+        "image.gemini-3-pro-image",
         "stt.realtime",
         "agent.calculator",
     }

@@ -12,7 +12,9 @@ import openai
 import pytest
 
 from lipika.billing.pricebook import cost_of
+from lipika.providers.gemini_images import GeminiImageProvider
 from lipika.providers.openai_images import OpenAIImageProvider
+from tests.fixtures.fakes.gemini_images import JPEG, GeminiImagesFake
 from tests.fixtures.fakes.openai_images import PNG, ImagesFake
 from tests.fixtures.live import serve
 from tests.jobs.conftest import Jobs
@@ -135,3 +137,60 @@ async def test_an_unknown_image_model_is_a_clear_400(jobs: Jobs, signup) -> None
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "model_not_found"
+
+
+@pytest.fixture
+async def gemini_images(
+    jobs: Jobs, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[GeminiImagesFake]:
+    fake = GeminiImagesFake("AIzaFakeGeminiImages0123")
+    await fake.start()
+    provider = GeminiImageProvider(fake.api_key, fake.base_url, timeout=5, max_retries=0)
+    monkeypatch.setitem(jobs.runner.kinds["image"].providers, "gemini", provider)
+    try:
+        yield fake
+    finally:
+        await provider.aclose()
+        await fake.stop()
+
+
+async def test_gemini_images_are_one_call_each_and_charged_per_image(
+    jobs: Jobs, gemini_images: GeminiImagesFake, signup, books
+) -> None:
+    me = await signup("gemimg")
+    workspace = uuid.UUID(me.personal_workspace_id)
+    await books.assign_plan(workspace, "pro")
+    before = await books.state(workspace)
+    response = await jobs.client.post(
+        "/v1/images/generations",
+        json={"model": "gemini-3-pro-image", "prompt": "a red bicycle", "n": 3},
+        headers=me.headers,
+    )
+    assert response.status_code == 200, response.text
+    images = [base64.b64decode(d["b64_json"]) for d in response.json()["data"]]
+    assert len(images) == 3 and all(i.startswith(JPEG) for i in images)
+    assert len(gemini_images.calls) == 3  # no sample count on the wire: one call per image
+    assert gemini_images.calls[0]["generationConfig"]["responseModalities"] == ["IMAGE"]
+    assert before.balance - (await books.state(workspace)).balance == 3 * 13_400_000
+    await books.assert_balanced()
+
+
+@pytest.mark.parametrize(
+    ("directive", "status"), [("[[gimg block=1]]", 400), ("[[gimg fail=1]]", 502)]
+)
+async def test_gemini_image_refusals_and_failures_are_free(
+    jobs: Jobs, gemini_images: GeminiImagesFake, signup, books, directive: str, status: int
+) -> None:
+    me = await signup("gemimgfail")
+    workspace = uuid.UUID(me.personal_workspace_id)
+    await books.assign_plan(workspace, "pro")
+    before = await books.state(workspace)
+    response = await jobs.client.post(
+        "/v1/images/generations",
+        json={"model": "gemini-2.5-flash-image", "prompt": f"x {directive}"},
+        headers=me.headers,
+    )
+    assert response.status_code == status, response.text
+    after = await books.state(workspace)
+    assert after.balance == before.balance and after.held == 0
+    await books.assert_balanced()

@@ -15,6 +15,7 @@ from lipika.providers.capabilities import ImageProvider, VideoProvider
 from lipika.providers.demo import DemoProvider
 from lipika.providers.demo_media import DemoImageProvider, DemoVideoProvider
 from lipika.providers.gemini import GeminiProvider
+from lipika.providers.gemini_images import GeminiImageProvider
 from lipika.providers.openai import OpenAIProvider
 from lipika.providers.openai_images import OpenAIImageProvider
 from lipika.providers.veo import VeoProvider
@@ -67,6 +68,12 @@ def build_media(settings: Settings) -> MediaProviders:
     if settings.gemini_api_key is not None:
         key = settings.gemini_api_key.get_secret_value()
         media.video["gemini"] = VeoProvider(key, settings.gemini_base_url, timeout=timeout)
+        media.image["gemini"] = GeminiImageProvider(
+            key,
+            settings.gemini_base_url,
+            timeout=timeout,
+            max_retries=settings.provider_max_retries,
+        )
     if settings.openai_api_key is not None:
         key = settings.openai_api_key.get_secret_value()
         media.image["openai"] = OpenAIImageProvider(
