@@ -46,6 +46,7 @@ def test_a_plan_allows_and_refuses_by_entry_or_by_kind() -> None:
         "image.gemini-2.5-flash-image",
         "image.gemini-3.1-flash-image",
         "image.gemini-3-pro-image",
+        "image.grok-imagine-image",
         "stt.realtime",
         "agent.calculator",
     }

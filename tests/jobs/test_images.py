@@ -13,8 +13,9 @@ import pytest
 
 from lipika.billing.pricebook import cost_of
 from lipika.providers.gemini_images import GeminiImageProvider
-from lipika.providers.openai_images import OpenAIImageProvider
+from lipika.providers.openai_images import OpenAIImageProvider, XAIImageProvider
 from tests.fixtures.fakes.gemini_images import JPEG, GeminiImagesFake
+from tests.fixtures.fakes.openai_images import JPEG as XAI_JPEG
 from tests.fixtures.fakes.openai_images import PNG, ImagesFake
 from tests.fixtures.live import serve
 from tests.jobs.conftest import Jobs
@@ -194,3 +195,30 @@ async def test_gemini_image_refusals_and_failures_are_free(
     after = await books.state(workspace)
     assert after.balance == before.balance and after.held == 0
     await books.assert_balanced()
+
+
+async def test_grok_images_are_charged_per_image(jobs: Jobs, signup, books, monkeypatch) -> None:
+    fake = ImagesFake("xai-fake-images-0123", flavour="xai")
+    await fake.start()
+    provider = XAIImageProvider(fake.api_key, fake.base_url, timeout=5, max_retries=0)
+    monkeypatch.setitem(jobs.runner.kinds["image"].providers, "xai", provider)
+    try:
+        me = await signup("grokimg")
+        workspace = uuid.UUID(me.personal_workspace_id)
+        await books.assign_plan(workspace, "pro")
+        before = await books.state(workspace)
+        response = await jobs.client.post(
+            "/v1/images/generations",
+            json={"model": "grok-imagine-image", "prompt": "a fox", "n": 2},
+            headers=me.headers,
+        )
+        assert response.status_code == 200, response.text
+        assert all(
+            base64.b64decode(d["b64_json"]).startswith(XAI_JPEG) for d in response.json()["data"]
+        )
+        assert fake.calls[0]["response_format"] == "b64_json"
+        assert before.balance - (await books.state(workspace)).balance == 2 * 2 * CREDIT
+        await books.assert_balanced()
+    finally:
+        await provider.aclose()
+        await fake.stop()

@@ -14,7 +14,10 @@ import pytest
 
 from lipika.billing.models import HoldStatus
 from lipika.providers.veo import VeoProvider
+from lipika.providers.xai_video import XAIVideoProvider
 from tests.fixtures.fakes.veo import MP4_HEADER, VeoFake
+from tests.fixtures.fakes.xai_video import MP4 as XAI_MP4
+from tests.fixtures.fakes.xai_video import XAIVideoFake
 from tests.jobs.conftest import Jobs
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -166,3 +169,53 @@ async def test_the_free_plan_is_refused_veo_before_any_provider_call(
     assert veo.submits == 0
     assert await books.holds(uuid.UUID(me.personal_workspace_id)) == []
     assert (await jobs.client.get("/v1/jobs", headers=me.headers)).json()["data"] == []
+
+
+@pytest.fixture
+async def grok_video(jobs: Jobs, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[XAIVideoFake]:
+    fake = XAIVideoFake("xai-fake-video-0123")
+    await fake.start()
+    provider = XAIVideoProvider(fake.api_key, fake.base_url, timeout=5)
+    monkeypatch.setitem(jobs.runner.kinds["video"].providers, "xai", provider)
+    try:
+        yield fake
+    finally:
+        await provider.aclose()
+        await fake.stop()
+
+
+async def test_a_grok_video_is_charged_the_seconds_it_reports(
+    jobs: Jobs, grok_video: XAIVideoFake, signup, books
+) -> None:
+    me, workspace = await _paying(signup, books)
+    before = await books.state(workspace)
+    job = await jobs.submit_video(
+        me.headers, model="grok-imagine-video", seconds=5, resolution="480p"
+    )
+    assert job.status_code == 202, job.text
+    done = await jobs.wait(job.json()["id"], me.headers)
+    assert done["status"] == "succeeded" and done["usage"] == {"video_seconds.480p": 5}
+    assert done["credits_charged"] == 5 * 5 * CREDIT
+    content = await jobs.client.get(f"/v1/jobs/{done['id']}/content", headers=me.headers)
+    assert content.content == XAI_MP4  # fetched from the storage host without the key
+    assert before.balance - (await books.state(workspace)).balance == 25 * CREDIT
+    await books.assert_balanced()
+
+
+@pytest.mark.parametrize("directive", ["[[xv fail=1]]", "[[xv reject=1]]"])
+async def test_grok_video_failures_are_free(
+    jobs: Jobs, grok_video: XAIVideoFake, signup, books, directive: str
+) -> None:
+    me, workspace = await _paying(signup, books)
+    before = await books.state(workspace)
+    job = await jobs.submit_video(
+        me.headers,
+        model="grok-imagine-video",
+        seconds=5,
+        resolution="720p",
+        prompt=f"x {directive}",
+    )
+    done = await jobs.wait(job.json()["id"], me.headers)
+    assert done["status"] == "failed" and done["credits_charged"] == 0
+    assert (await books.state(workspace)).balance == before.balance
+    await books.assert_balanced()

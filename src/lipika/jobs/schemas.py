@@ -44,7 +44,7 @@ class VideoParams(BaseModel):
     model: ModelName = "demo"
     seconds: int = Field(8, ge=1, le=60, description="length of the video (Veo: 4, 6 or 8)")
     aspect_ratio: Literal["16:9", "9:16"] = "16:9"
-    resolution: Literal["720p", "1080p", "4k"] = "720p"
+    resolution: Literal["480p", "720p", "1080p", "4k"] = "720p"
     first_frame: FirstFrame | None = None
 
 

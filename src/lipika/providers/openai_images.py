@@ -24,6 +24,7 @@ _CONTENT_TYPES = {
 
 class OpenAIImageProvider(ImageProvider):
     name = "openai"
+    default_base_url: str | None = None
 
     def __init__(
         self, api_key: str, base_url: str | None, *, timeout: float, max_retries: int
@@ -77,3 +78,40 @@ def _message(exc: openai.APIStatusError) -> str:
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             return error["message"]
     return exc.message
+
+
+class XAIImageProvider(OpenAIImageProvider):
+    """xAI's Grok image models on the same wire (OpenAI-compatible, at xAI's base URL): no
+    size or quality, `response_format` asked for as base64, JPEG out, priced per image."""
+
+    name = "xai"
+    default_base_url = "https://api.x.ai/v1"
+
+    def __init__(
+        self, api_key: str, base_url: str | None, *, timeout: float, max_retries: int
+    ) -> None:
+        super().__init__(
+            api_key, base_url or self.default_base_url, timeout=timeout, max_retries=max_retries
+        )
+
+    async def generate(self, request: ImageRequest) -> ImageResult:
+        extra = {"aspect_ratio": request.aspect_ratio} if request.aspect_ratio else None
+        try:
+            response = await self.client.images.generate(
+                model=request.model,
+                prompt=request.prompt,
+                n=request.count,
+                response_format="b64_json",
+                extra_body=extra,
+            )
+        except openai.APITimeoutError as exc:
+            raise ProviderTimeout("xai: the image request timed out") from exc
+        except openai.APIStatusError as exc:
+            kind = STATUS_ERRORS.get(exc.status_code, ProviderError)
+            raise kind(f"xai answered {exc.status_code}: {_message(exc)}") from exc
+        except openai.APIError as exc:
+            raise ProviderError(f"xai: {exc.message}") from exc
+        images = tuple(base64.b64decode(d.b64_json) for d in response.data or () if d.b64_json)
+        if not images:
+            raise ProviderError("xai: the response has no images")
+        return ImageResult(images, {"images": len(images)}, "image/jpeg")

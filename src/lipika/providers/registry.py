@@ -17,9 +17,10 @@ from lipika.providers.demo_media import DemoImageProvider, DemoVideoProvider
 from lipika.providers.gemini import GeminiProvider
 from lipika.providers.gemini_images import GeminiImageProvider
 from lipika.providers.openai import OpenAIProvider
-from lipika.providers.openai_images import OpenAIImageProvider
+from lipika.providers.openai_images import OpenAIImageProvider, XAIImageProvider
 from lipika.providers.veo import VeoProvider
 from lipika.providers.xai import XAIProvider
+from lipika.providers.xai_video import XAIVideoProvider
 
 
 @dataclass
@@ -82,6 +83,12 @@ def build_media(settings: Settings) -> MediaProviders:
             timeout=timeout,
             max_retries=settings.provider_max_retries,
         )
+    if settings.xai_api_key is not None:
+        key = settings.xai_api_key.get_secret_value()
+        media.image["xai"] = XAIImageProvider(
+            key, settings.xai_base_url, timeout=timeout, max_retries=settings.provider_max_retries
+        )
+        media.video["xai"] = XAIVideoProvider(key, settings.xai_base_url, timeout=timeout)
     return media
 
 
