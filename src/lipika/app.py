@@ -48,6 +48,8 @@ from lipika.providers.registry import build_media, build_registry
 from lipika.redis import create_redis
 from lipika.threads.endpoints import router as threads_router
 from lipika.threads.leases import RunLeases, register_step_holds
+from lipika.webhooks.endpoints import router as webhooks_router
+from lipika.webhooks.service import WebhookSender
 from lipika.workspaces.endpoints import router as workspaces_router
 
 log = structlog.get_logger()
@@ -109,11 +111,19 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         reconciler = Reconciler(meter, sessionmaker)
         mailer = build_mailer(settings)
         media = build_media(settings)
-        jobs = build_runner(settings, sessionmaker, meter, redis, media, JobMetrics(metrics))
+        webhooks = WebhookSender(
+            sessionmaker,
+            retry_base_seconds=settings.webhook_retry_base_seconds,
+            max_attempts=settings.webhook_max_attempts,
+        )
+        jobs = build_runner(
+            settings, sessionmaker, meter, redis, media, JobMetrics(metrics), webhooks
+        )
         jobs.start()
         periodic = PeriodicTasks()  # each domain registers its periodic work here
         register_reconciliation(periodic, reconciler)
         register_adoption(periodic, jobs)
+        periodic.register("webhooks.deliver", webhooks.deliver_due)
         loop = asyncio.create_task(
             periodic.run_forever(redis, settings.reconcile_interval_seconds, metrics.reconciled),
             name="reconcile",
@@ -153,6 +163,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
                 "mailer": mailer,
                 "periodic": periodic,
                 "jobs": jobs,
+                "webhooks": webhooks,
             }
         finally:
             if metrics_server is not None:
@@ -163,6 +174,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
             await mailer.aclose()
             await jobs.aclose()  # gives its leases up: another pod adopts the jobs at once
             await media.aclose()
+            await webhooks.aclose()
             await agent.aclose()  # each stopped run releases its thread ...
             await run_leases.aclose()  # ... and this frees any this process still holds
             await meter.aclose()
@@ -193,6 +205,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         chat_router,
         threads_router,
         jobs_router,
+        webhooks_router,
     )
     for router in routers:
         app.include_router(router)

@@ -115,6 +115,8 @@ class Settings(BaseSettings):
     demo_job_seconds: float = Field(4, ge=0, le=3600)
     output_store_url: str | None = None
     output_store_options: dict[str, str] = Field(default_factory=dict)
+    webhook_retry_base_seconds: float = Field(5, gt=0)
+    webhook_max_attempts: int = Field(7, ge=1, le=20)
 
     allow_embedded_in_production: bool = False
     metrics_port: int | None = Field(None, ge=1, le=65535)

@@ -6,6 +6,7 @@ from lipika.billing.models import Hold, LedgerEntry, MemberCap, UsageCounter, Wa
 from lipika.db import Base
 from lipika.jobs.models import Job
 from lipika.threads.models import Thread
+from lipika.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 from lipika.workspaces.models import Invitation, Membership, Workspace
 
 __all__ = [
@@ -25,5 +26,8 @@ __all__ = [
     "UsageCounter",
     "User",
     "Wallet",
+    "WebhookAttempt",
+    "WebhookEndpoint",
+    "WebhookMessage",
     "Workspace",
 ]

@@ -79,6 +79,7 @@ SAMPLE_BODIES: dict[str, dict] = {
     "VideoParams": {"prompt": "intruder", "seconds": 1},
     "JobCreate": {"kind": "image", "params": {"prompt": "intruder"}},
     "ImageGenerationRequest": {"prompt": "intruder"},
+    "WebhookEndpointCreate": {"url": "https://intruder.example/hook"},
 }
 _PARAM = re.compile(r"{(\w+)(?::[^}]*)?}")
 

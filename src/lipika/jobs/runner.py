@@ -22,7 +22,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -63,6 +63,10 @@ class JobObserver:
         pass
 
 
+# Told of a job's final status inside the transaction that wrote it (the webhooks' outbox).
+Notify = Callable[[AsyncSession, Job, Mapping[str, Any]], Awaitable[int]]
+
+
 @dataclass
 class _Live:
     task: asyncio.Task[None]
@@ -81,6 +85,8 @@ class JobRunner:
         lease_seconds: float,
         late_watch_seconds: float,
         observer: JobObserver | None = None,
+        notify: Notify | None = None,
+        notified: Callable[[], None] | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.meter = meter
@@ -91,6 +97,8 @@ class JobRunner:
         self.renew_every = lease_seconds / 3
         self.late_watch = timedelta(seconds=late_watch_seconds)
         self.observer = observer or JobObserver()
+        self.notify = notify
+        self.notified = notified
         self.owner = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.closing = False
         self._live: dict[uuid.UUID, _Live] = {}
@@ -382,14 +390,25 @@ class JobRunner:
             )
         return refs
 
+    async def finished(self, session: AsyncSession, job: Job, values: Mapping[str, Any]) -> int:
+        """Writes the job's final event for its webhooks, in the transaction of the status."""
+        if self.notify is None:
+            return 0
+        return await self.notify(session, job, values)
+
     async def _load(self, job_id: uuid.UUID) -> Job | None:
         async with self.sessionmaker() as session:
             return await JobRepository(session).get(job_id)
 
     async def _write(self, job: Job, values: Mapping[str, Any]) -> bool:
         """A fenced write: False (and the task should stop) if this process lost the job."""
+        wrote_event = 0
         async with self.sessionmaker.begin() as session:
             written = await JobRepository(session).update_owned(job.id, self.owner, values)
+            if written and "status" in values:
+                wrote_event = await self.finished(session, job, values)
+        if wrote_event and self.notified is not None:
+            self.notified()
         if not written:
             log.info("job_no_longer_ours", job_id=str(job.id))
         elif "status" in values:

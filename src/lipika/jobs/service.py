@@ -153,8 +153,15 @@ class JobService:
     async def cancel(self, me: Principal, job_id: uuid.UUID) -> Job:
         """Cancels a live job, free (see the charge policy); a job that ended is a 409."""
         job = await self.get(me, job_id)
+        written = 0
         async with self.sessionmaker.begin() as session:
             cancelled = await JobRepository(session).cancel(job.id, me.workspace_id)
+            if cancelled is not None:
+                written = await self.runner.finished(
+                    session, cancelled, {"status": JobStatus.CANCELLED, "outcome": "job_cancelled"}
+                )
+        if cancelled is not None and written and self.runner.notified is not None:
+            self.runner.notified()
         if cancelled is None:
             raise JobFinished(f"the job has already {(await self.get(me, job_id)).status.value}")
         await self.runner.stop(job.id)
