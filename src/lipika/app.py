@@ -28,6 +28,7 @@ from lipika.config import Settings
 from lipika.db import create_engine, create_sessionmaker
 from lipika.errors import install_error_handlers
 from lipika.health import router as health_router
+from lipika.jobs.agent import AgentJobs, thread_note
 from lipika.jobs.endpoints import router as jobs_router
 from lipika.jobs.setup import build_runner, register_adoption
 from lipika.kit.middleware import (
@@ -104,12 +105,6 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         metrics.watch_pools(engine, checkpoint_db.conn)
         meter = build_meter(settings, engine, MeterEvents(metrics))
         providers = observe_providers(build_registry(settings), metrics, tracing.tracer)
-        agent = await Agent.open(settings, meter, checkpoint_db, providers.providers)
-        run_leases = RunLeases(sessionmaker, settings.run_lease_seconds)
-        run_leases.start()
-        register_step_holds(meter.resolvers, sessionmaker, settings.run_lease_seconds)
-        reconciler = Reconciler(meter, sessionmaker)
-        mailer = build_mailer(settings)
         media = build_media(settings)
         webhooks = WebhookSender(
             sessionmaker,
@@ -120,6 +115,15 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
             settings, sessionmaker, meter, redis, media, JobMetrics(metrics), webhooks
         )
         jobs.start()
+        agent = await Agent.open(
+            settings, meter, checkpoint_db, providers.providers, jobs=AgentJobs(jobs)
+        )
+        jobs.thread_note = thread_note(agent.note)
+        run_leases = RunLeases(sessionmaker, settings.run_lease_seconds)
+        run_leases.start()
+        register_step_holds(meter.resolvers, sessionmaker, settings.run_lease_seconds)
+        reconciler = Reconciler(meter, sessionmaker)
+        mailer = build_mailer(settings)
         periodic = PeriodicTasks()  # each domain registers its periodic work here
         register_reconciliation(periodic, reconciler)
         register_adoption(periodic, jobs)

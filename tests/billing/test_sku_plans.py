@@ -49,6 +49,8 @@ def test_a_plan_allows_and_refuses_by_entry_or_by_kind() -> None:
         "image.grok-imagine-image",
         "stt.realtime",
         "agent.calculator",
+        "agent.generate_image",
+        "agent.generate_video",
     }
 
 

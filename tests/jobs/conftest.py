@@ -18,6 +18,7 @@ from lipika.db import utcnow
 from lipika.jobs.models import Job
 from lipika.jobs.runner import JobRunner
 from lipika.jobs.service import JobService
+from tests.agent.conftest import checkpoint_saver  # noqa: F401  (the agent tools' tests)
 
 DEMO_WORK_SECONDS = 0.4
 POLL_SECONDS = 0.05

@@ -59,6 +59,7 @@ class Job(IdMixin, CreatedAtMixin, Base):
     status: Mapped[JobStatus] = mapped_column(str_enum(JobStatus, "job_status"))
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    thread_id: Mapped[uuid.UUID | None]  # the agent thread that started it, if one did
     price: Mapped[str] = mapped_column(String(100))
     rates: Mapped[dict[str, int]] = mapped_column(JSON)
     max_usage: Mapped[dict[str, int]] = mapped_column(JSON)

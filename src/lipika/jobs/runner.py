@@ -99,6 +99,8 @@ class JobRunner:
         self.observer = observer or JobObserver()
         self.notify = notify
         self.notified = notified
+        # Tells a job's thread that it ended (the agent's history; set once the agent exists).
+        self.thread_note: Callable[[Job], Awaitable[None]] | None = None
         self.owner = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.closing = False
         self._live: dict[uuid.UUID, _Live] = {}
@@ -420,8 +422,21 @@ class JobRunner:
             await JobRepository(session).update(job_id, values, **where)
 
     async def _announce(self, job_id: uuid.UUID) -> None:
-        """Sends the job's final state to its streams (they re-read the row)."""
+        """Sends the job's final state to its streams (they re-read the row), and to the agent
+        thread that started it."""
         await self.events.publish(job_id, {"type": "finished"})
+        await self.tell_thread(job_id)
+
+    async def tell_thread(self, job_id: uuid.UUID) -> None:
+        if self.thread_note is None:
+            return
+        job = await self._load(job_id)
+        if job is None or job.thread_id is None:
+            return
+        try:
+            await self.thread_note(job)
+        except Exception as exc:  # noqa: BLE001 - the job's own state and stream are the truth
+            log.warning("job_thread_note_failed", job_id=str(job_id), error=repr(exc))
 
 
 def output_key(job_id: uuid.UUID, index: int) -> str:

@@ -76,6 +76,7 @@ class JobService:
             status=JobStatus.QUEUED,
             params=dict(admission.params),
             idempotency_key=idempotency_key,
+            thread_id=thread_id,
             price=price.name,
             rates=dict(price.rates),
             max_usage=dict(admission.max_usage),
@@ -179,6 +180,7 @@ class JobService:
             except Exception:  # noqa: BLE001, S110 - best effort: the provider may finish anyway
                 pass
         await self.runner.events.publish(job.id, {"type": "finished"})
+        await self.runner.tell_thread(job.id)
         return await self.get(me, job_id)
 
     async def out(self, job: Job) -> JobOut:

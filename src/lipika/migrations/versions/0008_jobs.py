@@ -36,6 +36,7 @@ def upgrade() -> None:
         ),
         sa.Column("params", sa.JSON(), nullable=False),
         sa.Column("idempotency_key", sa.String(length=200), nullable=True),
+        sa.Column("thread_id", sa.Uuid(), nullable=True),
         sa.Column("price", sa.String(length=100), nullable=False),
         sa.Column("rates", sa.JSON(), nullable=False),
         sa.Column("max_usage", sa.JSON(), nullable=False),
