@@ -71,6 +71,8 @@ Notify = Callable[[AsyncSession, Job, Mapping[str, Any]], Awaitable[int]]
 class _Live:
     task: asyncio.Task[None]
     watching_late: bool = False  # past its deadline, failed, still watching the operation
+    # Its final status is written: the lease no longer matters, the task is settling.
+    ended: bool = False
 
 
 class JobRunner:
@@ -165,14 +167,19 @@ class JobRunner:
     async def renew(self) -> None:
         """Renews all of this process's leases in one statement; stops the tasks of jobs it no
         longer holds (cancelled, or adopted after a renewal came too late)."""
-        if not any(not live.watching_late for live in self._live.values()):
+        if not any(self._leased(live) for live in self._live.values()):
             return
         async with self.sessionmaker.begin() as session:
             held = await JobRepository(session).renew(self.owner, self.lease)
         for job_id, live in list(self._live.items()):
-            if not live.watching_late and job_id not in held and not live.task.done():
+            if self._leased(live) and job_id not in held and not live.task.done():
                 log.warning("job_lease_lost", job_id=str(job_id))
                 live.task.cancel()
+
+    @staticmethod
+    def _leased(live: _Live) -> bool:
+        """Whether the task still runs under its lease (not ended, not watching late)."""
+        return not live.ended and not live.watching_late
 
     async def adopt(self) -> AdoptReport:
         """Takes live jobs whose lease expired or was given up, and resumes each here."""
@@ -304,8 +311,10 @@ class JobRunner:
         if not await self._write(job, finished):
             return  # cancelled or adopted meanwhile: whoever did settles
         assert job.hold_id is not None
-        settlement = await self.meter.settle(
-            job.hold_id, Outcome.SUCCESS, usage=done.usage, rates=job.rates, price=job.price
+        settlement = await asyncio.shield(
+            self.meter.settle(
+                job.hold_id, Outcome.SUCCESS, usage=done.usage, rates=job.rates, price=job.price
+            )
         )
         await self._note(job.id, {"charged": settlement.charged})
         await self._announce(job.id)
@@ -322,7 +331,9 @@ class JobRunner:
         if not await self._write(job, finished):
             return False
         if job.hold_id is not None:
-            settlement = await self.meter.settle(job.hold_id, failed.outcome, price=job.price)
+            settlement = await asyncio.shield(
+                self.meter.settle(job.hold_id, failed.outcome, price=job.price)
+            )
             await self._note(job.id, {"charged": settlement.charged})
         await self._announce(job.id)
         return True
@@ -414,6 +425,9 @@ class JobRunner:
         if not written:
             log.info("job_no_longer_ours", job_id=str(job.id))
         elif "status" in values:
+            live = self._live.get(job.id)
+            if live is not None:
+                live.ended = True
             self.observer.finished(job.kind, str(values["status"]))
         return written
 
