@@ -167,11 +167,14 @@ class JobRunner:
     async def renew(self) -> None:
         """Renews all of this process's leases in one statement; stops the tasks of jobs it no
         longer holds (cancelled, or adopted after a renewal came too late)."""
-        if not any(self._leased(live) for live in self._live.values()):
+        # Only the jobs running before the statement: one launched while it ran may be missing
+        # from its answer without having lost anything.
+        before = {job_id: live for job_id, live in self._live.items() if self._leased(live)}
+        if not before:
             return
         async with self.sessionmaker.begin() as session:
             held = await JobRepository(session).renew(self.owner, self.lease)
-        for job_id, live in list(self._live.items()):
+        for job_id, live in before.items():
             if self._leased(live) and job_id not in held and not live.task.done():
                 log.warning("job_lease_lost", job_id=str(job_id))
                 live.task.cancel()
