@@ -29,6 +29,10 @@ from lipika.db import create_engine, create_sessionmaker
 from lipika.errors import install_error_handlers
 from lipika.health import router as health_router
 from lipika.idempotency.service import REPLAYED_HEADER, IdempotencyStore
+from lipika.inbox.service import Inbox
+from lipika.jobs.agent import AgentJobs, thread_note
+from lipika.jobs.endpoints import router as jobs_router
+from lipika.jobs.setup import build_runner, register_adoption
 from lipika.kit.middleware import (
     BodySizeLimitMiddleware,
     GZipExceptStreams,
@@ -39,13 +43,13 @@ from lipika.mail.mailer import build_mailer
 from lipika.openapi import install_openapi, operation_id
 from lipika.ops.alarms import InvariantCheck, register_invariant_checks
 from lipika.ops.endpoints import router as ops_router
-from lipika.ops.metrics import MeterEvents, Metrics, WebhookEvents, serve_metrics
+from lipika.ops.metrics import JobMetrics, MeterEvents, Metrics, WebhookEvents, serve_metrics
 from lipika.ops.providers import observe_providers
 from lipika.ops.tracing import Tracing
 from lipika.payments.endpoints import router as payments_router
 from lipika.payments.tasks import build_payments, register_payment_tasks
 from lipika.periodic import PeriodicTasks, lock_name
-from lipika.providers.registry import build_registry
+from lipika.providers.registry import build_media, build_registry
 from lipika.providers.speech import build_transcription_registry
 from lipika.ratelimits.service import PlanRateLimits
 from lipika.redis import create_redis
@@ -55,7 +59,8 @@ from lipika.speech.service import Draining
 from lipika.speech.tickets import Tickets
 from lipika.threads.endpoints import router as threads_router
 from lipika.threads.leases import RunLeases, register_step_holds
-from lipika.inbox.service import Inbox
+from lipika.webhooks.endpoints import router as webhooks_router
+from lipika.webhooks.service import WebhookSender
 from lipika.workspaces.endpoints import router as workspaces_router
 
 log = structlog.get_logger()
@@ -88,7 +93,9 @@ CORS_RESPONSE_HEADERS = [
 ]
 
 # Routes that answer with server-sent events (and so bypass GZip).
-STREAM_PATHS = re.compile(r"^/v1/(chat/completions|threads/[^/]+/messages)$")
+STREAM_PATHS = re.compile(
+    r"^/v1/(chat/completions|threads/[^/]+/messages|jobs/[^/]+/events|jobs/[^/]+/content)$"
+)
 
 
 def create_app(settings: Settings | None = None, tracing: Tracing | None = None) -> FastAPI:
@@ -113,7 +120,20 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         meter = build_meter(settings, engine, MeterEvents(metrics))
         rate_limits = PlanRateLimits.open(settings, meter)
         providers = observe_providers(build_registry(settings), metrics, tracing.tracer)
-        agent = await Agent.open(settings, meter, checkpoint_db, providers.providers)
+        media = build_media(settings)
+        webhooks = WebhookSender(
+            sessionmaker,
+            retry_base_seconds=settings.webhook_retry_base_seconds,
+            max_attempts=settings.webhook_max_attempts,
+        )
+        jobs = build_runner(
+            settings, sessionmaker, meter, redis, media, JobMetrics(metrics), webhooks
+        )
+        jobs.start()
+        agent = await Agent.open(
+            settings, meter, checkpoint_db, providers.providers, jobs=AgentJobs(jobs)
+        )
+        jobs.thread_note = thread_note(agent.note)
         run_leases = RunLeases(sessionmaker, settings.run_lease_seconds)
         run_leases.start()
         register_step_holds(meter.resolvers, sessionmaker, settings.run_lease_seconds)
@@ -140,6 +160,8 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
             lambda kind, state: metrics.payments.labels(kind, state).inc(),
         )
         register_payment_tasks(periodic, payments, inbox, settings)
+        register_adoption(periodic, jobs)
+        periodic.register("webhooks.deliver", webhooks.deliver_due)
         loop = asyncio.create_task(
             periodic.run_forever(redis, settings.reconcile_interval_seconds, metrics.reconciled),
             name="reconcile",
@@ -177,6 +199,8 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
                 "draining": draining,
                 "inbox": inbox,
                 "payments": payments,
+                "jobs": jobs,
+                "webhooks": webhooks,
             }
         finally:
             if metrics_server is not None:
@@ -187,6 +211,9 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
             await mailer.aclose()
             await transcribers.aclose()
             await payments.gateway.aclose()
+            await jobs.aclose()  # gives its leases up: another pod adopts the jobs at once
+            await media.aclose()
+            await webhooks.aclose()
             await agent.aclose()  # each stopped run releases its thread ...
             await run_leases.aclose()  # ... and this frees any this process still holds
             await meter.aclose()
@@ -219,6 +246,8 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         chat_router,
         threads_router,
         speech_router,
+        jobs_router,
+        webhooks_router,
     )
     for router in routers:
         app.include_router(router)

@@ -110,6 +110,19 @@ class Settings(BaseSettings):
     smtp_starttls: bool | None = None  # upgrade after connecting (587); default: on unless TLS
     smtp_timeout_seconds: float = Field(30, gt=0)
 
+    # Jobs (jobs/): a job's lease is renewed every third of it; a dead pod's jobs are adopted
+    # within a lease and a reconcile period.
+    job_lease_seconds: float = Field(30, ge=1, le=600)
+    job_poll_seconds: float = Field(5, gt=0, le=300)
+    video_job_deadline_seconds: float = Field(30 * 60, gt=0)
+    image_job_deadline_seconds: float = Field(5 * 60, gt=0)
+    job_late_watch_seconds: float = Field(30 * 60, ge=0)
+    demo_job_seconds: float = Field(4, ge=0, le=3600)
+    output_store_url: str | None = None
+    output_store_options: dict[str, str] = Field(default_factory=dict)
+    webhook_retry_base_seconds: float = Field(5, gt=0)
+    webhook_max_attempts: int = Field(7, ge=1, le=20)
+
     allow_embedded_in_production: bool = False
     metrics_port: int | None = Field(None, ge=1, le=65535)
     invariant_check_interval_seconds: float = Field(60, gt=0)

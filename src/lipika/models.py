@@ -5,9 +5,11 @@ from lipika.auth.models import AuthSession, EmailToken, Operator, RefreshToken, 
 from lipika.billing.models import Hold, LedgerEntry, MemberCap, UsageCounter, Wallet
 from lipika.db import Base
 from lipika.idempotency.models import IdempotencyRecord
+from lipika.inbox.models import WebhookDelivery
+from lipika.jobs.models import Job
 from lipika.payments.models import Order, Subscription
 from lipika.threads.models import Thread
-from lipika.inbox.models import WebhookDelivery
+from lipika.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 from lipika.workspaces.models import Invitation, Membership, Workspace
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "Hold",
     "IdempotencyRecord",
     "Invitation",
+    "Job",
     "LedgerEntry",
     "MemberCap",
     "Membership",
@@ -30,5 +33,8 @@ __all__ = [
     "WebhookDelivery",
     "User",
     "Wallet",
+    "WebhookAttempt",
+    "WebhookEndpoint",
+    "WebhookMessage",
     "Workspace",
 ]

@@ -526,16 +526,17 @@ async def test_the_workspace_daily_credit_cap(
     meter = books.meter
     cap = meter.plans.get("free").daily_credit_cap  # type: ignore[union-attr]
     assert cap == 50_000_000
-    # 40 credits of video and a 10-credit research task today: tools count against the cap too
+    # 40 credits of images and a 10-credit research task today: tools count against the cap
+    # too (the free plan has no video)
     video = await meter.admit(
         workspace_id,
         user_id,
-        operation="video",
-        price="video.veo-3",
-        max_usage={"video_seconds": 1},
+        operation="image",
+        price="image.gpt-image-1",
+        max_usage={"images": 10},
     )
     assert video.amount == 40_000_000
-    await meter.capture(video.hold_id, {"video_seconds": 1})
+    await meter.capture(video.hold_id, {"images": 10})
     research = await meter.admit(
         workspace_id,
         user_id,

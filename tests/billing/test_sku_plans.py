@@ -41,12 +41,20 @@ def test_a_plan_allows_and_refuses_by_entry_or_by_kind() -> None:
         "video.veo-3-fast",  # an entry beats its kind
         "image.gpt-image-1",
         "image.imagen-4",
+        "image.demo",
+        "image.gpt-image-2",
+        "image.gemini-2.5-flash-image",
+        "image.gemini-3.1-flash-image",
+        "image.gemini-3-pro-image",
+        "image.grok-imagine-image",
         "stt.realtime",
         "stt.demo",
         "stt.nova-3",
         "stt.gpt-live-transcribe",
         "stt.gpt-transcribe",
         "agent.calculator",
+        "agent.generate_image",
+        "agent.generate_video",
     }
 
 

@@ -86,6 +86,10 @@ SAMPLE_BODIES: dict[str, dict] = {
     "CheckoutIn": {"pack": "credits-500"},
     "SubscriptionChange": {"seats": 1},
     "RefundIn": {"reason": "intruder refund"},
+    "VideoParams": {"prompt": "intruder", "seconds": 1},
+    "JobCreate": {"kind": "image", "params": {"prompt": "intruder"}},
+    "ImageGenerationRequest": {"prompt": "intruder"},
+    "WebhookEndpointCreate": {"url": "https://intruder.example/hook"},
 }
 _PARAM = re.compile(r"{(\w+)(?::[^}]*)?}")
 

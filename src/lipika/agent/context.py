@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lipika.agent.errors import RunCreditCapReached, RunStepLimitReached
-from lipika.agent.tools import AgentTool
+from lipika.agent.tools import AgentTool, JobTools
 from lipika.billing.meter import Meter
 from lipika.billing.policy import Outcome
 from lipika.billing.pricebook import TOKEN_BLOCK, Price
@@ -123,6 +123,8 @@ class RunContext:
     stop_reason: Outcome | None = None
     balance_after: int | None = None
     last_model_step: int | None = None  # LangGraph's step number of the latest model call
+    thread_id: uuid.UUID | None = None
+    jobs: JobTools | None = None  # what the media tools submit jobs through
 
     @property
     def model_name(self) -> str:

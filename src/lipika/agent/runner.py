@@ -7,9 +7,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
-from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -19,7 +20,7 @@ from lipika.agent.checkpoints import CheckpointRetention, open_saver
 from lipika.agent.context import RunBudget, RunContext
 from lipika.agent.graph import build_graph
 from lipika.agent.run import AgentRun
-from lipika.agent.tools import TOOLS, AgentTool
+from lipika.agent.tools import JOB_TOOLS, TOOLS, AgentTool, JobTools
 from lipika.billing.catalogue import chat_model
 from lipika.billing.meter import Meter
 from lipika.billing.policy import Outcome
@@ -62,8 +63,12 @@ class Agent:
         meter: Meter,
         saver: BaseCheckpointSaver,
         providers: Mapping[str, ChatProvider],
-        tools: Sequence[AgentTool] = TOOLS,
+        tools: Sequence[AgentTool] | None = None,
+        jobs: JobTools | None = None,
     ) -> None:
+        if tools is None:
+            tools = (*TOOLS, *JOB_TOOLS) if jobs is not None else TOOLS
+        self.jobs = jobs
         for tool in tools:
             if meter.price_book.get(tool.price) is None:
                 raise PriceBookError(f"the price book does not price the agent tool {tool.price!r}")
@@ -84,8 +89,9 @@ class Agent:
         meter: Meter,
         checkpoint_db: CheckpointDB,
         providers: Mapping[str, ChatProvider],
+        jobs: JobTools | None = None,
     ) -> Agent:
-        return cls(settings, meter, await open_saver(checkpoint_db), providers)
+        return cls(settings, meter, await open_saver(checkpoint_db), providers, jobs=jobs)
 
     def model_price(self, model: str) -> Price:
         """The model's price; 404 if the price book has no such model, 503 if not configured."""
@@ -95,6 +101,16 @@ class Agent:
         """The thread's messages, from its latest checkpoint."""
         snapshot = await self.graph.aget_state(_config(thread_id))
         return list(snapshot.values.get("messages", []))
+
+    async def note(self, thread_id: uuid.UUID, text: str, **metadata: Any) -> None:
+        """Adds an assistant message to the thread's history outside a run (a job the thread
+        started has ended), as the model node would, so the thread ends there."""
+        message = AIMessage(
+            content=text,
+            id=str(uuid.uuid4()),
+            response_metadata={"created_at": datetime.now(UTC).isoformat(), **metadata},
+        )
+        await self.graph.aupdate_state(_config(thread_id), {"messages": [message]}, as_node="model")
 
     async def forget(self, thread_id: uuid.UUID) -> None:
         await self.saver.adelete_thread(str(thread_id))
@@ -163,6 +179,8 @@ class Agent:
             max_output_tokens=price.output_allowance(request.max_output_tokens),
             tools=self.tools,
             tool_specs=self.tool_specs,
+            thread_id=request.thread_id,
+            jobs=self.jobs,
             budget=RunBudget(
                 max_steps=min(request.max_steps or max_steps, max_steps),
                 max_credits=request.max_credits,

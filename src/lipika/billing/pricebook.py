@@ -28,7 +28,15 @@ _TOOL_RATES = {
     "per_audio_second": "audio_seconds",
     "per_call": "calls",
 }
-TOKEN_UNITS = frozenset(_MODEL_RATES.values())
+# Tools billed by tokens (OpenAI's image models report text and image tokens separately).
+_TOOL_TOKEN_RATES = {
+    "text_input_per_mtok": "text_input_tokens",
+    "image_input_per_mtok": "image_input_tokens",
+    "image_output_per_mtok": "image_output_tokens",
+}
+# Tool rates that may be a table by variant: `per_task.fast`, `per_video_second."1080p"`.
+_TOOL_TABLES = {"per_task": "tasks", "per_video_second": "video_seconds"}
+TOKEN_UNITS = frozenset(_MODEL_RATES.values()) | frozenset(_TOOL_TOKEN_RATES.values())
 
 
 class PriceBookError(ValueError):
@@ -161,12 +169,15 @@ def _tool_price(name: str, spec: Mapping[str, Any]) -> Price:
     for key, value in spec.items():
         if key in ("kind", "label", "provider"):
             continue
-        if key == "per_task" and isinstance(value, Mapping):
+        if key in _TOOL_TABLES and isinstance(value, Mapping):
+            unit = _TOOL_TABLES[key]
             rates.update(
-                {f"tasks.{mode}": _rate(name, f"per_task.{mode}", v) for mode, v in value.items()}
+                {f"{unit}.{mode}": _rate(name, f"{key}.{mode}", v) for mode, v in value.items()}
             )
         elif key in _TOOL_RATES:
             rates[_TOOL_RATES[key]] = _rate(name, key, value)
+        elif key in _TOOL_TOKEN_RATES:
+            rates[_TOOL_TOKEN_RATES[key]] = _rate(name, key, value)
         else:
             raise PriceBookError(f"tool {name!r}: unknown price field {key!r}")
     if not rates:

@@ -7,7 +7,9 @@ logged as errors.
 - `overdue_holds`: an open hold past its expiry by more than the grace (reconciliation should
   have released it: it is not running, or failing);
 - `metered_below_usage`: a capture whose provider-reported usage cost more than the hold, so
-  the charge was capped (the hold was sized too small).
+  the charge was capped (the hold was sized too small);
+- `jobs_past_deadline`: a job still queued or running past its deadline by more than the
+  grace (its runner fails it at the deadline: nothing is running it, or it is stuck).
 
 The last two look at holds settled in the past day. The check is a task of the periodic loop
 (`lipika/periodic.py`): one pod at a time runs it, under the loop's lock; the others clear
@@ -34,7 +36,13 @@ log = structlog.get_logger()
 
 RECENT = timedelta(days=1)
 SAMPLE = 20  # ids logged per violated check
-CHECKS = ("ledger_drift", "charged_nothing", "overdue_holds", "metered_below_usage")
+CHECKS = (
+    "ledger_drift",
+    "charged_nothing",
+    "overdue_holds",
+    "metered_below_usage",
+    "jobs_past_deadline",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +81,8 @@ class InvariantCheck:
             overdue = await repo.overdue_holds(now - self.overdue_grace, 10_000)
             capped = await repo.capped_at_the_hold(now - RECENT, 10_000)
             open_holds = await repo.open_holds()
+            late_jobs = await repo.jobs_past_deadline(now - self.overdue_grace, 10_000)
+            live_jobs = await repo.live_jobs()
         found = {
             "ledger_drift": [
                 {
@@ -89,7 +99,19 @@ class InvariantCheck:
             "metered_below_usage": [
                 _hold(r, model=r.model, overage=str(r.overage)) for r in capped
             ],
+            "jobs_past_deadline": [
+                {
+                    "job_id": str(r.id),
+                    "workspace_id": str(r.workspace_id),
+                    "kind": r.kind,
+                    "deadline": r.deadline.isoformat(),
+                }
+                for r in late_jobs
+            ],
         }
+        self.metrics.jobs.clear()
+        for kind, status, count in live_jobs:
+            self.metrics.jobs.labels(kind, str(status)).set(count)
         self.metrics.open_holds.set(open_holds.count)
         age = (now - open_holds.oldest).total_seconds() if open_holds.oldest else 0
         self.metrics.oldest_open_hold_seconds.set(max(age, 0))
@@ -109,6 +131,7 @@ class InvariantCheck:
                 self.metrics.invariant_violations.remove(check)
         self.metrics.open_holds.set(0)
         self.metrics.oldest_open_hold_seconds.set(0)
+        self.metrics.jobs.clear()
 
 
 def _hold(row, **extra: str) -> dict[str, str]:  # noqa: ANN001

@@ -145,6 +145,23 @@ class Metrics:
             ["kind", "state"],
             registry=r,
         )
+        self.jobs = Gauge(
+            "lipika_jobs",
+            "Queued and running jobs by kind and state (set by the invariant check).",
+            ["kind", "state"],
+            registry=r,
+        )
+        self.jobs_finished = Counter(
+            "lipika_jobs_finished",
+            "Jobs this pod brought to an end, by kind and final state.",
+            ["kind", "state"],
+            registry=r,
+        )
+        self.job_adoptions = Counter(
+            "lipika_job_adoptions",
+            "Jobs this pod adopted after their lease expired or was given up.",
+            registry=r,
+        )
         self.invariant_checks = Counter(
             "lipika_invariant_checks",
             "Invariant checks this pod ran, by result.",
@@ -272,3 +289,16 @@ class _PoolCollector(Collector):
             ceiling.add_metric(["checkpoint"], self.checkpoint_pool.max_size)
         yield in_use
         yield ceiling
+
+
+class JobMetrics:
+    """The job runner's observer: adoptions and finished jobs."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def adopted(self, count: int) -> None:
+        self.metrics.job_adoptions.inc(count)
+
+    def finished(self, kind: str, status: str) -> None:
+        self.metrics.jobs_finished.labels(kind, status).inc()

@@ -11,8 +11,10 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lipika.billing.models import Hold, HoldStatus
+from lipika.jobs.models import LIVE_STATUSES, Job
 
 holds = Hold.__table__
+jobs = Job.__table__
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,5 +75,28 @@ class InvariantRepository:
                     holds.c.settled_at >= since,
                 )
                 .limit(limit)
+            )
+        ).all()
+
+    async def jobs_past_deadline(self, before: datetime, limit: int) -> Sequence[Row[Any]]:
+        """Jobs still queued or running whose deadline passed before `before` (the runner fails
+        a job at its deadline: one still live is not being run, or its runner is stuck)."""
+        return (
+            await self.conn.execute(
+                select(jobs.c.id, jobs.c.workspace_id, jobs.c.kind, jobs.c.deadline)
+                .where(
+                    jobs.c.status.in_([s.value for s in LIVE_STATUSES]), jobs.c.deadline < before
+                )
+                .limit(limit)
+            )
+        ).all()
+
+    async def live_jobs(self) -> Sequence[Row[Any]]:
+        """(kind, status, count) of the queued and running jobs."""
+        return (
+            await self.conn.execute(
+                select(jobs.c.kind, jobs.c.status, func.count())
+                .where(jobs.c.status.in_([s.value for s in LIVE_STATUSES]))
+                .group_by(jobs.c.kind, jobs.c.status)
             )
         ).all()

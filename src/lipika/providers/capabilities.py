@@ -22,12 +22,15 @@ class ImageRequest:
     prompt: str
     count: int = 1
     size: str | None = None
+    quality: str | None = None
+    aspect_ratio: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ImageResult:
     images: tuple[bytes, ...]
-    units: Mapping[str, int]  # what the provider says it made, e.g. {"images": 2}
+    units: Mapping[str, int]  # what the provider says it made, e.g. {"images": 2}, or tokens
+    content_type: str = "image/png"
 
 
 class ImageProvider(abc.ABC):
@@ -37,8 +40,12 @@ class ImageProvider(abc.ABC):
     async def generate(self, request: ImageRequest) -> ImageResult:
         """Makes the images, or raises a `ProviderError`."""
 
+    async def aclose(self) -> None:  # noqa: B027 - optional: most adapters hold no client
+        """Closes the adapter's HTTP client, if it has one."""
 
-OperationState = Literal["running", "succeeded", "failed"]
+
+# "refused": the provider finished but filtered the output (content policy): nothing made.
+OperationState = Literal["running", "succeeded", "failed", "refused"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,7 @@ class Operation:
     units: Mapping[str, int] = field(default_factory=dict)
     result_url: str | None = None
     error: str | None = None
+    progress: int | None = None  # percent, when the provider says
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,16 @@ class VideoRequest:
     model: str
     prompt: str
     seconds: int
+    aspect_ratio: str = "16:9"
+    resolution: str = "720p"
+    first_frame: bytes | None = None
+    first_frame_type: str | None = None  # its MIME type
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    data: bytes
+    content_type: str
 
 
 class VideoProvider(abc.ABC):
@@ -71,8 +89,15 @@ class VideoProvider(abc.ABC):
         """Where the operation stands; `units` once it succeeded (e.g. {"video_seconds": 8})."""
 
     @abc.abstractmethod
-    async def cancel(self, operation_id: str) -> None:
-        """Asks the provider to stop (best effort)."""
+    async def download(self, operation: Operation) -> Media:
+        """The finished operation's video."""
+
+    async def cancel(self, operation_id: str) -> bool:
+        """Asks the provider to stop; False when it cannot (then it may still finish)."""
+        return False
+
+    async def aclose(self) -> None:  # noqa: B027 - optional: most adapters hold no client
+        """Closes the adapter's HTTP client, if it has one."""
 
 
 @dataclass(frozen=True, slots=True)

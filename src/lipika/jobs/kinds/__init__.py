@@ -1,0 +1,1 @@
+"""Job kinds: one module per kind (image, video; research next), each a `JobKind`."""
