@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     xai_base_url: str | None = None
     deepgram_api_key: SecretStr | None = None
     deepgram_base_url: str | None = None
+    valyu_api_key: SecretStr | None = None
+    valyu_base_url: str | None = None
     provider_timeout_seconds: float = Field(600, gt=0)
     provider_max_retries: int = Field(2, ge=0, le=10)
     stream_budget_seconds: float = Field(600, gt=0)
@@ -118,6 +120,11 @@ class Settings(BaseSettings):
     image_job_deadline_seconds: float = Field(5 * 60, gt=0)
     job_late_watch_seconds: float = Field(30 * 60, ge=0)
     demo_job_seconds: float = Field(4, ge=0, le=3600)
+    # Deep research (jobs/kinds/research.py): tasks run up to 30 minutes (Valyu's heavy mode
+    # longer: raise the deadline for it); the demo task takes 5 steps of this many seconds.
+    research_job_deadline_seconds: float = Field(30 * 60, gt=0)
+    research_poll_seconds: float = Field(10, gt=0, le=300)
+    demo_research_step_seconds: float = Field(20, ge=0, le=3600)
     output_store_url: str | None = None
     output_store_options: dict[str, str] = Field(default_factory=dict)
     webhook_retry_base_seconds: float = Field(5, gt=0)

@@ -526,7 +526,7 @@ async def test_the_workspace_daily_credit_cap(
     meter = books.meter
     cap = meter.plans.get("free").daily_credit_cap  # type: ignore[union-attr]
     assert cap == 50_000_000
-    # 40 credits of images and a 10-credit research task today: tools count against the cap
+    # 40 credits of images and 10 more held today: tools count against the cap
     # too (the free plan has no video)
     video = await meter.admit(
         workspace_id,
@@ -537,14 +537,14 @@ async def test_the_workspace_daily_credit_cap(
     )
     assert video.amount == 40_000_000
     await meter.capture(video.hold_id, {"images": 10})
-    research = await meter.admit(
+    held = await meter.admit(
         workspace_id,
         user_id,
-        operation="research",
-        price="research.valyu",
-        max_usage={"tasks.fast": 1},
+        operation="image",
+        price="image.demo",
+        max_usage={"images": 20},
     )
-    assert research.amount == 10_000_000
+    assert held.amount == 10_000_000
 
     error = error_of(await chat(client, account.headers), 429, "daily_credit_cap")
     assert error["type"] == "rate_limit_error"
@@ -554,18 +554,18 @@ async def test_the_workspace_daily_credit_cap(
     assert (balance["balance"], balance["held"]) == (FREE_MONTHLY - 40_000_000, 10_000_000)
 
     # a released hold gives its credits back to the day
-    await meter.release(research.hold_id, Outcome.JOB_CANCELLED)
+    await meter.release(held.hold_id, Outcome.JOB_CANCELLED)
     assert (await chat(client, account.headers)).status_code == 200
     balance = (await client.get("/v1/billing/balance", headers=account.headers)).json()
     assert (balance["balance"], balance["held"]) == (FREE_MONTHLY - 40_000_000 - HI_COST, 0)
-    # 40 + 0.0055 spent: one more 10-credit task no longer fits, a 9.99 one does
+    # 40 + 0.0055 spent: one more 10-credit hold no longer fits, a 9.99 one does
     with pytest.raises(DailyCreditCapReached):
         await meter.admit(
             workspace_id,
             user_id,
-            operation="research",
-            price="research.valyu",
-            max_usage={"tasks.fast": 1},
+            operation="image",
+            price="image.demo",
+            max_usage={"images": 20},
         )
     fits = await meter.admit(
         workspace_id, user_id, operation="chat", price="demo", max_usage={"output_tokens": 19_989}

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from lipika.billing.errors import UnknownPrice
 from lipika.billing.plans import PERIODS, Plan, PlanCatalogue
-from lipika.billing.pricebook import TOKEN_BLOCK, TOKEN_UNITS, Price, PriceBook
+from lipika.billing.pricebook import PER_MILLION_UNITS, TOKEN_BLOCK, Price, PriceBook
 from lipika.billing.schemas import PackOut, PlanOfferOut, SkuOut
 from lipika.errors import LipikaError
 from lipika.providers.chat import ChatProvider
@@ -51,7 +51,7 @@ def catalogue_entries(price_book: PriceBook, plan: Plan) -> list[SkuOut]:
             kind=price.kind,
             label=price.label,
             prices=dict(price.rates),
-            per={unit: TOKEN_BLOCK if unit in TOKEN_UNITS else 1 for unit in price.rates},
+            per={unit: TOKEN_BLOCK if unit in PER_MILLION_UNITS else 1 for unit in price.rates},
             allowed=plan.allows_price(price),
             daily_requests=plan.request_limit_for(price),
             daily_units=plan.unit_limit_for(price),

@@ -27,6 +27,7 @@ _TOOL_RATES = {
     "per_video_second": "video_seconds",
     "per_audio_second": "audio_seconds",
     "per_call": "calls",
+    "per_task": "tasks",
 }
 # Tools billed by tokens (OpenAI's image models report text and image tokens separately).
 _TOOL_TOKEN_RATES = {
@@ -34,9 +35,13 @@ _TOOL_TOKEN_RATES = {
     "image_input_per_mtok": "image_input_tokens",
     "image_output_per_mtok": "image_output_tokens",
 }
+# A provider that reports its own cost (deep research): credits per USD, usage in micro-USD.
+_TOOL_COST_RATES = {"per_provider_usd": "provider_usd_micros"}
 # Tool rates that may be a table by variant: `per_task.fast`, `per_video_second."1080p"`.
 _TOOL_TABLES = {"per_task": "tasks", "per_video_second": "video_seconds"}
 TOKEN_UNITS = frozenset(_MODEL_RATES.values()) | frozenset(_TOOL_TOKEN_RATES.values())
+# Units whose rate is per million of them: tokens, and micro-USD of a provider's reported cost.
+PER_MILLION_UNITS = TOKEN_UNITS | frozenset(_TOOL_COST_RATES.values())
 
 
 class PriceBookError(ValueError):
@@ -56,7 +61,7 @@ def cost_of(rates: Mapping[str, int], usage: Mapping[str, int]) -> int:
             continue
         if unit not in rates:
             raise ValueError(f"no price for unit {unit!r}")
-        block = TOKEN_BLOCK if unit in TOKEN_UNITS else 1
+        block = TOKEN_BLOCK if unit in PER_MILLION_UNITS else 1
         total += ceil_div(quantity * rates[unit], block)
     return total
 
@@ -178,6 +183,8 @@ def _tool_price(name: str, spec: Mapping[str, Any]) -> Price:
             rates[_TOOL_RATES[key]] = _rate(name, key, value)
         elif key in _TOOL_TOKEN_RATES:
             rates[_TOOL_TOKEN_RATES[key]] = _rate(name, key, value)
+        elif key in _TOOL_COST_RATES:
+            rates[_TOOL_COST_RATES[key]] = _rate(name, key, value)
         else:
             raise PriceBookError(f"tool {name!r}: unknown price field {key!r}")
     if not rates:

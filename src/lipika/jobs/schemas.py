@@ -62,11 +62,12 @@ class ImageParams(BaseModel):
 
 
 class JobCreate(BaseModel):
-    """A job of any kind: its parameters are the kind's (see `VideoParams`, `ImageParams`)."""
+    """A job of any kind: its parameters are the kind's (`VideoParams`, `ImageParams`,
+    `ResearchParams`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["video", "image"]
+    kind: Literal["video", "image", "research"]
     params: dict[str, Any]
 
 

@@ -15,6 +15,7 @@ from lipika.config import Settings
 from lipika.jobs.events import JobEvents
 from lipika.jobs.kinds.base import JobKind
 from lipika.jobs.kinds.image import ImageKind
+from lipika.jobs.kinds.research import ResearchKind
 from lipika.jobs.kinds.video import VideoKind
 from lipika.jobs.models import Job
 from lipika.jobs.runner import JobObserver, JobRunner
@@ -33,6 +34,11 @@ def build_kinds(settings: Settings, media: MediaProviders) -> dict[str, JobKind]
             deadline=timedelta(seconds=settings.video_job_deadline_seconds),
         ),
         ImageKind(media.image, deadline=timedelta(seconds=settings.image_job_deadline_seconds)),
+        ResearchKind(
+            media.research,
+            poll_seconds=settings.research_poll_seconds,
+            deadline=timedelta(seconds=settings.research_job_deadline_seconds),
+        ),
     ]
     return {kind.name: kind for kind in kinds}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import SecretStr
@@ -18,6 +18,8 @@ from lipika.providers.gemini import GeminiProvider
 from lipika.providers.gemini_images import GeminiImageProvider
 from lipika.providers.openai import OpenAIProvider
 from lipika.providers.openai_images import OpenAIImageProvider, XAIImageProvider
+from lipika.providers.research import DemoResearch, ResearchProvider
+from lipika.providers.valyu import ValyuResearch
 from lipika.providers.veo import VeoProvider
 from lipika.providers.xai import XAIProvider
 from lipika.providers.xai_video import XAIVideoProvider
@@ -54,16 +56,19 @@ class MediaProviders:
 
     image: dict[str, ImageProvider]
     video: dict[str, VideoProvider]
+    research: dict[str, ResearchProvider] = field(default_factory=dict)
 
     async def aclose(self) -> None:
-        for provider in {*self.image.values(), *self.video.values()}:
+        for provider in {*self.image.values(), *self.video.values(), *self.research.values()}:
             await provider.aclose()
 
 
 def build_media(settings: Settings) -> MediaProviders:
     work = settings.demo_job_seconds
     media = MediaProviders(
-        image={"demo": DemoImageProvider(work / 4)}, video={"demo": DemoVideoProvider(work)}
+        image={"demo": DemoImageProvider(work / 4)},
+        video={"demo": DemoVideoProvider(work)},
+        research={"demo": DemoResearch(settings.demo_research_step_seconds)},
     )
     timeout = settings.provider_timeout_seconds
     if settings.gemini_api_key is not None:
@@ -82,6 +87,12 @@ def build_media(settings: Settings) -> MediaProviders:
             settings.openai_base_url,
             timeout=timeout,
             max_retries=settings.provider_max_retries,
+        )
+    if settings.valyu_api_key is not None:
+        media.research["valyu"] = ValyuResearch(
+            settings.valyu_api_key.get_secret_value(),
+            settings.valyu_base_url,
+            timeout_seconds=min(timeout, 60.0),
         )
     if settings.xai_api_key is not None:
         key = settings.xai_api_key.get_secret_value()

@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol
 from lipika.providers.errors import ProviderRejected
 
 MODES = ("instant", "fast", "standard", "heavy", "max")
+MAX_QUERY_CHARS = 25_000  # Valyu's limit on a query
 ResearchState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
@@ -80,17 +81,12 @@ class ResearchProvider(Protocol):
 
 # -- the demo provider --------------------------------------------------------------------------
 
-DEMO_STEPS = {"instant": 2, "fast": 4, "standard": 6, "heavy": 8, "max": 10}
-DEMO_COST_USD = {
-    "instant": Decimal("0.05"),
-    "fast": Decimal("0.10"),
-    "standard": Decimal("0.50"),
-    "heavy": Decimal("2.50"),
-    "max": Decimal("15.00"),
-}
+# The demo's own mode (`research.demo` in the price book), and Valyu's modes simulated too.
+DEMO_STEPS = {"demo": 5, "instant": 2, "fast": 4, "standard": 6, "heavy": 8, "max": 10}
+DEMO_COST_USD = Decimal("0.08")  # what a finished demo task reports (within its hold)
 
 
-@dataclass
+@dataclass(eq=False)
 class DemoResearch:
     """A simulated multi-step task, deterministic, with progress and sources.
 
@@ -106,7 +102,7 @@ class DemoResearch:
     _cancelled: dict[str, float] = field(default_factory=dict)
 
     async def create(self, task: ResearchTask) -> CreatedTask:
-        if task.mode not in MODES:
+        if task.mode not in DEMO_STEPS:
             raise ProviderRejected(f"unknown research mode {task.mode!r}")
         digest = hashlib.sha256(task.query.encode()).hexdigest()[:8]
         started_ms = int(self.clock() * 1000)
@@ -141,9 +137,7 @@ class DemoResearch:
             sources=sources,
             title="Demo report" if state == "succeeded" else None,
             output=_demo_report(digest, sources) if state == "succeeded" else None,
-            cost_usd=DEMO_COST_USD[mode]
-            if state == "succeeded"
-            else (Decimal(0) if state == "cancelled" else None),
+            cost_usd=DEMO_COST_USD if state == "succeeded" else None,
             etag=f'"{state}-{done}"',
         )
         return None if etag is not None and etag == status.etag else status

@@ -30,6 +30,7 @@ from lipika.providers.errors import (
     ProviderTimeout,
 )
 from lipika.providers.research import (
+    MAX_QUERY_CHARS,
     MODES,
     CreatedTask,
     ResearchState,
@@ -39,7 +40,6 @@ from lipika.providers.research import (
 )
 
 DEFAULT_BASE_URL = "https://api.valyu.ai/v1"
-MAX_QUERY_CHARS = 25_000
 CALLBACK_TOLERANCE_SECONDS = 300  # a callback signed longer ago than this is stale
 
 _STATES: dict[str, ResearchState] = {
