@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
             sessionmaker,
             retry_base_seconds=settings.webhook_retry_base_seconds,
             max_attempts=settings.webhook_max_attempts,
+            allow_private=settings.webhook_private_urls_allowed,
         )
         jobs = build_runner(
             settings, sessionmaker, meter, redis, media, JobMetrics(metrics), webhooks

@@ -129,6 +129,8 @@ class Settings(BaseSettings):
     output_store_options: dict[str, str] = Field(default_factory=dict)
     webhook_retry_base_seconds: float = Field(5, gt=0)
     webhook_max_attempts: int = Field(7, ge=1, le=20)
+    # Outbound webhooks to private or loopback addresses: unset allows them in development only.
+    webhook_allow_private_urls: bool | None = None
 
     allow_embedded_in_production: bool = False
     metrics_port: int | None = Field(None, ge=1, le=65535)
@@ -318,6 +320,12 @@ class Settings(BaseSettings):
         if origins or self.env == "production":
             return origins, None
         return [], LOCAL_ORIGINS
+
+    @property
+    def webhook_private_urls_allowed(self) -> bool:
+        if self.webhook_allow_private_urls is not None:
+            return self.webhook_allow_private_urls
+        return self.env == "development"
 
     @property
     def embedded(self) -> bool:

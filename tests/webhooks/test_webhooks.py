@@ -13,6 +13,7 @@ from aiohttp import web
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from lipika.webhooks.service import WebhookSender
+from lipika.webhooks.targets import WebhookUrlNotPublic, check_url, resolves_public
 from tests.jobs.conftest import Jobs
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -173,3 +174,73 @@ async def test_endpoints_are_the_workspaces_own(jobs: Jobs, receiver: Receiver, 
         f"/v1/webhook-endpoints/{endpoint['id']}", headers=owner.headers
     )
     assert deleted.status_code == 204
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "https://10.0.0.7/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://100.64.0.1/hook",
+        "http://localhost/hook",
+        "http://api.localhost./hook",
+        "http://0.0.0.0/hook",
+    ],
+)
+def test_private_and_local_urls_are_refused_at_registration(url: str) -> None:
+    with pytest.raises(WebhookUrlNotPublic):
+        check_url(url)
+
+
+def test_public_urls_pass_the_registration_check() -> None:
+    for url in (
+        "https://hooks.example.com/lipika",
+        "https://8.8.8.8/hook",
+        "https://[2606:4700::1]/",
+    ):
+        check_url(url)
+
+
+async def test_in_production_a_private_url_is_refused_and_never_posted_to(
+    app,
+    jobs: Jobs,
+    sender: WebhookSender,
+    receiver: Receiver,
+    signup,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    me = await signup("ssrf")
+    endpoint = await _register(jobs, me.headers, receiver)  # development allows localhost
+    monkeypatch.setattr(sender, "allow_private", False)  # as production runs it
+    monkeypatch.setattr(sender, "max_attempts", 1)
+    job = (await jobs.submit_video(me.headers, seconds=2)).json()
+    await jobs.wait(job["id"], me.headers)
+    async with asyncio.timeout(10):
+        while True:
+            await sender.deliver_due()
+            attempts = await jobs.client.get(
+                f"/v1/webhook-endpoints/{endpoint['id']}/attempts", headers=me.headers
+            )
+            if attempts.json()["data"]:
+                break
+            await asyncio.sleep(0.05)
+    [attempt] = attempts.json()["data"]
+    assert attempt["status_code"] is None and attempt["error"].startswith("refused")
+    assert receiver.received == []  # nothing reached the private address
+
+    # and where private URLs are not allowed, registering one is refused outright
+    monkeypatch.setattr(app.lifespan_state["settings"], "webhook_allow_private_urls", False)
+    refused = await jobs.client.post(
+        "/v1/webhook-endpoints", json={"url": receiver.url}, headers=me.headers
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["code"] == "webhook_url_not_public"
+    assert refused.json()["error"]["param"] == "url"
+
+
+async def test_a_name_resolving_to_a_private_address_is_refused_at_delivery() -> None:
+    assert not await resolves_public("http://localhost.:9/hook")
+    assert not await resolves_public("http://127.0.0.1:9/hook")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Query, status
 
-from lipika.auth.dependencies import CurrentMember
+from lipika.auth.dependencies import CurrentMember, SettingsDep
 from lipika.db import SessionDep
 from lipika.kit.routing import api_router
 from lipika.kit.schemas import ListOf
@@ -28,10 +28,12 @@ router = api_router(tags=["webhooks"])
     status_code=status.HTTP_201_CREATED,
 )
 async def create_webhook_endpoint(
-    body: WebhookEndpointCreate, me: CurrentMember, session: SessionDep
+    body: WebhookEndpointCreate, me: CurrentMember, session: SessionDep, settings: SettingsDep
 ) -> WebhookEndpointCreated:
-    """Registers a URL for job events; the signing secret is in this response only."""
-    endpoint = await WebhookService(session).create(me, body)
+    """Registers a URL for job events (a public host; 400 `webhook_url_not_public` otherwise);
+    the signing secret is in this response only."""
+    service = WebhookService(session, allow_private=settings.webhook_private_urls_allowed)
+    endpoint = await service.create(me, body)
     return WebhookEndpointCreated.model_validate(endpoint, from_attributes=True)
 
 

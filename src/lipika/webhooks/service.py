@@ -33,6 +33,7 @@ from lipika.errors import NotFound
 from lipika.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 from lipika.webhooks.repository import WebhookRepository
 from lipika.webhooks.schemas import WebhookEndpointCreate
+from lipika.webhooks.targets import check_url, resolves_public
 from lipika.workspaces.models import Role
 
 log = structlog.get_logger()
@@ -70,11 +71,14 @@ async def enqueue(
 
 
 class WebhookService:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, allow_private: bool = False) -> None:
         self.repo = WebhookRepository(session)
+        self.allow_private = allow_private
 
     async def create(self, me: Principal, body: WebhookEndpointCreate) -> WebhookEndpoint:
         me.require(Role.ADMIN)
+        if not self.allow_private:
+            check_url(str(body.url))
         endpoint = WebhookEndpoint(
             workspace_id=me.workspace_id,
             url=str(body.url),
@@ -121,8 +125,10 @@ class WebhookSender:
         retry_base_seconds: float,
         max_attempts: int,
         timeout: float = 10.0,
+        allow_private: bool = False,
     ) -> None:
         self.sessionmaker = sessionmaker
+        self.allow_private = allow_private
         self.retry_base = retry_base_seconds
         self.max_attempts = max_attempts
         self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
@@ -170,10 +176,13 @@ class WebhookSender:
         status_code: int | None = None
         error: str | None = None
         try:
-            response = await self.client.post(endpoint.url, content=body, headers=headers)
-            status_code = response.status_code
-            if not 200 <= status_code < 300:
-                error = f"answered {status_code}"
+            if not self.allow_private and not await resolves_public(endpoint.url):
+                error = "refused: the URL's host does not resolve to public addresses only"
+            else:
+                response = await self.client.post(endpoint.url, content=body, headers=headers)
+                status_code = response.status_code
+                if not 200 <= status_code < 300:
+                    error = f"answered {status_code}"
         except httpx.HTTPError as exc:
             error = repr(exc)[:500]
         attempt = message.attempts + 1
