@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -98,6 +98,19 @@ STREAM_PATHS = re.compile(
 )
 
 
+def _on_the_loop(loop: asyncio.AbstractEventLoop, work: Callable[[], Awaitable[Any]]):
+    """A callable for a signal handler that starts `work()` as a task on `loop` (kept until
+    it ends)."""
+    running: set[asyncio.Task[Any]] = set()
+
+    def start() -> None:
+        task = loop.create_task(work(), name="signal-handoff")
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    return lambda: loop.call_soon_threadsafe(start)
+
+
 def create_app(settings: Settings | None = None, tracing: Tracing | None = None) -> FastAPI:
     settings = settings or Settings()
     tracing = tracing or Tracing.from_environment()
@@ -142,6 +155,10 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
         transcribers = build_transcription_registry(settings)
         stt_tickets = Tickets(redis, settings.redis_key_prefix, settings.stt_ticket_ttl_seconds)
         draining = Draining().install()
+        # On SIGTERM the jobs are handed over at once: uvicorn waits for open streams (a job's
+        # events, a thread run) before the lifespan ends, and another pod can run them meanwhile.
+        handoff = _on_the_loop(asyncio.get_running_loop(), jobs.aclose)
+        draining.on_signal(handoff)
         mailer = build_mailer(settings)
         periodic = PeriodicTasks(lock_name(settings.redis_key_prefix))  # each domain adds its work
         register_reconciliation(periodic, reconciler)

@@ -187,16 +187,24 @@ async def test_a_sigtermed_pod_hands_its_job_over_without_waiting_for_the_lease(
         (first, second) if owner.split(":")[1] == str(first.process.pid) else (second, first)
     )
 
+    # A client follows the job on the stopping server: uvicorn waits for that stream before the
+    # app shuts down, so the hand-off must not wait for the shutdown.
+    following = asyncio.create_task(
+        _follow(stopping.url, job_id, me.headers, until=lambda e: e["type"] in ("done", "error"))
+    )
     await asyncio.sleep(0.5)
     stopping.process.send_signal(signal.SIGTERM)
     termed_at = time.monotonic()
-    stopping.process.wait(30)
-    # uvicorn shuts down gracefully, then exits by the signal it got.
-    assert stopping.process.returncode in (0, -signal.SIGTERM), stopping.log.read_text()
     async with asyncio.timeout(10):  # far inside the 60 s lease
         while (await _owner(books, job_id)).split(":")[1] != str(staying.process.pid):
             await asyncio.sleep(0.1)
     adopted_after = time.monotonic() - termed_at
+    assert not following.done()  # adopted while the stopping server still had its stream open
+    followed = await asyncio.wait_for(following, 30)  # it ends once the other server is done
+    assert followed[-1]["type"] == "done", followed
+    await asyncio.to_thread(stopping.process.wait, 30)
+    # uvicorn shuts down gracefully, then exits by the signal it got.
+    assert stopping.process.returncode in (0, -signal.SIGTERM), stopping.log.read_text()
     print(f"SIGTERM: adopted {adopted_after:.2f} s after the signal (lease {LONG_LEASE:g} s)")
     events = await _follow(
         staying.url, job_id, me.headers, until=lambda e: e["type"] in ("done", "error")

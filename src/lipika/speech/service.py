@@ -70,15 +70,22 @@ class Draining:
     """Set when the process was told to stop (SIGTERM, SIGINT): the server then closes every
     socket with 1012, and a session that ends so is settled as the server's shutdown.
 
-    The server's own handlers stay in charge: these only note the signal, then call them.
+    The server's own handlers stay in charge: these only note the signal, tell whoever asked
+    (`on_signal`: the job runner hands its jobs over at once, not after the open streams that
+    uvicorn waits for have closed), then call them.
     """
 
     is_set: bool = False
     _previous: dict[int, Any] = field(default_factory=dict)
     _ours: dict[int, Any] = field(default_factory=dict)
+    _callbacks: list[Callable[[], None]] = field(default_factory=list)
 
     def __call__(self) -> bool:
         return self.is_set
+
+    def on_signal(self, callback: Callable[[], None]) -> None:
+        """`callback()` runs once, in the signal handler, when the first stop signal arrives."""
+        self._callbacks.append(callback)
 
     def install(self) -> Draining:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -91,7 +98,12 @@ class Draining:
 
     def _noted(self, previous: Any) -> Callable[[int, FrameType | None], None]:
         def handler(sig: int, frame: FrameType | None) -> None:
-            self.is_set = True
+            first, self.is_set = not self.is_set, True
+            for callback in self._callbacks if first else ():
+                try:
+                    callback()
+                except Exception:  # noqa: BLE001 - the server's own handler must still run
+                    log.exception("stop_signal_callback_failed")
             if callable(previous):
                 previous(sig, frame)
 
