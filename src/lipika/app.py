@@ -141,7 +141,14 @@ def create_app(settings: Settings | None = None, tracing: Tracing | None = None)
             allow_private=settings.webhook_private_urls_allowed,
         )
         jobs = build_runner(
-            settings, sessionmaker, meter, redis, media, JobMetrics(metrics), webhooks
+            settings,
+            sessionmaker,
+            meter,
+            redis,
+            media,
+            JobMetrics(metrics),
+            webhooks,
+            tracer=tracing.tracer,
         )
         jobs.start()
         agent = await Agent.open(

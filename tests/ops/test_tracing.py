@@ -3,6 +3,7 @@ inside it, and the request's log line carries the trace id."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import httpx
@@ -46,7 +47,9 @@ async def test_one_request_is_one_trace_with_the_provider_span_inside(
 
     # The background loops (reconciliation, alarms) make traces of their own.
     [server] = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
-    spans = [s for s in exporter.get_finished_spans() if s.context.trace_id == server.context.trace_id]
+    spans = [
+        s for s in exporter.get_finished_spans() if s.context.trace_id == server.context.trace_id
+    ]
     by_id = {s.context.span_id: s for s in spans}
     [provider] = [s for s in spans if s.name == "provider.complete"]
     assert provider.attributes["gen_ai.system"] == "demo"
@@ -60,6 +63,45 @@ async def test_one_request_is_one_trace_with_the_provider_span_inside(
     [line] = [
         r.msg
         for r in caplog.records
-        if r.name == "lipika.access" and isinstance(r.msg, dict) and r.msg["path"] == "/v1/chat/completions"
+        if r.name == "lipika.access"
+        and isinstance(r.msg, dict)
+        and r.msg["path"] == "/v1/chat/completions"
     ]
     assert line["trace_id"] == format(server.context.trace_id, "032x")
+
+
+async def test_a_job_runs_in_a_trace_of_its_own_linked_to_its_submit(
+    settings: Settings, signup
+) -> None:
+    account = await signup()
+    exporter = InMemorySpanExporter()
+    traced = create_app(settings, tracing=Tracing.exporting_to(exporter))
+    async with LifespanManager(traced) as manager:
+        runner = manager._state["jobs"]
+        runner.kinds["image"].providers["demo"].work_seconds = 0.01
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://lipika.test") as http:
+            submitted = await http.post(
+                "/v1/jobs",
+                json={"kind": "image", "params": {"prompt": "a kite", "model": "demo"}},
+                headers=account.headers,
+            )
+            assert submitted.status_code == 202, submitted.text
+            job_id = submitted.json()["id"]
+            for _ in range(200):
+                job = (await http.get(f"/v1/jobs/{job_id}", headers=account.headers)).json()
+                if job["status"] == "succeeded":
+                    break
+                await asyncio.sleep(0.02)
+            assert job["status"] == "succeeded", job
+    spans = exporter.get_finished_spans()
+    [run] = [s for s in spans if s.name == "job.run" and s.attributes["lipika.job.id"] == job_id]
+    assert run.parent is None  # a root: its own trace
+    [submit] = [
+        s
+        for s in spans
+        if s.kind is SpanKind.SERVER and s.context.trace_id == run.links[0].context.trace_id
+    ]
+    assert "/v1/jobs" in submit.name
+    inside = [s for s in spans if s.context.trace_id == run.context.trace_id and s is not run]
+    assert any(s.attributes.get("db.system") for s in inside)  # the job's queries are in it

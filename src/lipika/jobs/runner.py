@@ -28,6 +28,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lipika.billing.meter import Meter
@@ -89,6 +91,7 @@ class JobRunner:
         observer: JobObserver | None = None,
         notify: Notify | None = None,
         notified: Callable[[], None] | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.meter = meter
@@ -101,6 +104,7 @@ class JobRunner:
         self.observer = observer or JobObserver()
         self.notify = notify
         self.notified = notified
+        self.tracer = tracer or trace.NoOpTracer()
         # Tells a job's thread that it ended (the agent's history; set once the agent exists).
         self.thread_note: Callable[[Job], Awaitable[None]] | None = None
         self.owner = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
@@ -232,6 +236,20 @@ class JobRunner:
     # -- running one job ------------------------------------------------------------------------
 
     async def _run(self, job_id: uuid.UUID) -> None:
+        # Each run of a job is a trace of its own (not a child of the request that submitted
+        # it, which ended long before), linked to that request's span.
+        submitted = trace.get_current_span().get_span_context()
+        links = [trace.Link(submitted)] if submitted.is_valid else []
+        with self.tracer.start_as_current_span(
+            "job.run",
+            context=otel_context.Context(),
+            kind=trace.SpanKind.INTERNAL,
+            links=links,
+            attributes={"lipika.job.id": str(job_id)},
+        ):
+            await self._run_traced(job_id)
+
+    async def _run_traced(self, job_id: uuid.UUID) -> None:
         try:
             await self._drive(job_id)
         except asyncio.CancelledError:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from opentelemetry import trace
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -51,6 +52,7 @@ def build_runner(
     media: MediaProviders,
     observer: JobObserver | None = None,
     webhooks: WebhookSender | None = None,
+    tracer: trace.Tracer | None = None,
 ) -> JobRunner:
     runner = JobRunner(
         sessionmaker,
@@ -65,6 +67,7 @@ def build_runner(
         observer=observer,
         notify=_job_event if webhooks else None,
         notified=webhooks.soon if webhooks else None,
+        tracer=tracer,
     )
     register_job_holds(meter.resolvers, runner)
     return runner
