@@ -11,12 +11,16 @@ import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from lipika.billing.policy import Outcome
 from lipika.billing.pricebook import Price, PriceBook
 from lipika.jobs.errors import InvalidJob
 from lipika.jobs.models import Job
+
+P = TypeVar("P", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,18 @@ class JobKind(abc.ABC):
     def serves(self, provider: str) -> bool:
         """Whether this server can run the kind's jobs on `provider` (a key is configured)."""
         return True
+
+
+def parse_params(model: type[P], params: Mapping[str, Any]) -> P:
+    """A kind's parameters, or `InvalidJob` naming the first bad one (`params.<field>`)."""
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise InvalidJob(
+            f"params.{where or 'params'}: {error['msg']}", param=f"params.{where}"
+        ) from None
 
 
 def tool_price(price_book: PriceBook, kind: str, model: str) -> Price:

@@ -7,12 +7,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from pydantic import ValidationError
-
 from lipika.billing.pricebook import PriceBook
-from lipika.jobs.errors import InvalidJob
-from lipika.jobs.kinds.base import Admission, Done, JobKind, Output, Step, tool_price
-from lipika.jobs.kinds.video import _first_error, _first_param
+from lipika.jobs.kinds.base import Admission, Done, JobKind, Output, Step, parse_params, tool_price
 from lipika.jobs.models import Job
 from lipika.jobs.schemas import ImageParams
 from lipika.providers.capabilities import ImageProvider, ImageRequest
@@ -35,10 +31,7 @@ class ImageKind(JobKind):
         self.deadline = deadline
 
     def admission(self, params: Mapping[str, Any], price_book: PriceBook) -> Admission:
-        try:
-            parsed = ImageParams.model_validate(params)
-        except ValidationError as exc:
-            raise InvalidJob(_first_error(exc), param=_first_param(exc)) from None
+        parsed = parse_params(ImageParams, params)
         price = tool_price(price_book, "image", parsed.model)
         assert price.provider is not None
         if "images" in price.rates:

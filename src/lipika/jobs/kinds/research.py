@@ -15,7 +15,7 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from lipika.billing.policy import Outcome
 from lipika.billing.pricebook import PriceBook
@@ -29,9 +29,9 @@ from lipika.jobs.kinds.base import (
     Output,
     Progress,
     Step,
+    parse_params,
     tool_price,
 )
-from lipika.jobs.kinds.video import _first_error, _first_param
 from lipika.jobs.models import Job
 from lipika.providers.research import (
     MAX_QUERY_CHARS,
@@ -72,10 +72,7 @@ class ResearchKind(JobKind):
         self.deadline = deadline
 
     def admission(self, params: Mapping[str, Any], price_book: PriceBook) -> Admission:
-        try:
-            parsed = ResearchParams.model_validate(params)
-        except ValidationError as exc:
-            raise InvalidJob(_first_error(exc), param=_first_param(exc)) from None
+        parsed = parse_params(ResearchParams, params)
         if not parsed.query.strip():
             raise InvalidJob("params.query: the query is blank", param="params.query")
         price = tool_price(price_book, "research", parsed.mode)

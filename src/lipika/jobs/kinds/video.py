@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from pydantic import ValidationError
-
 from lipika.billing.policy import Outcome
 from lipika.billing.pricebook import PriceBook
 from lipika.jobs.errors import InvalidJob
@@ -21,6 +19,7 @@ from lipika.jobs.kinds.base import (
     Output,
     Progress,
     Step,
+    parse_params,
     tool_price,
 )
 from lipika.jobs.models import Job
@@ -43,7 +42,7 @@ class VideoKind(JobKind):
         self.deadline = deadline
 
     def admission(self, params: Mapping[str, Any], price_book: PriceBook) -> Admission:
-        parsed = _parse(params)
+        parsed = parse_params(VideoParams, params)
         price = tool_price(price_book, "video", parsed.model)
         unit = f"video_seconds.{parsed.resolution}"
         if unit not in price.rates:
@@ -112,20 +111,3 @@ def _usage(units: Mapping[str, int], job: Job) -> dict[str, int]:
     params = VideoParams.model_validate(job.params)
     seconds = units.get("video_seconds", params.seconds * units.get("videos", 1))
     return {f"video_seconds.{params.resolution}": seconds}
-
-
-def _parse(params: Mapping[str, Any]) -> VideoParams:
-    try:
-        return VideoParams.model_validate(params)
-    except ValidationError as exc:
-        raise InvalidJob(_first_error(exc), param=_first_param(exc)) from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(p) for p in error["loc"]) or "params"
-    return f"params.{where}: {error['msg']}"
-
-
-def _first_param(exc: ValidationError) -> str:
-    return "params." + ".".join(str(p) for p in exc.errors()[0]["loc"])
